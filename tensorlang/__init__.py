@@ -1,0 +1,29 @@
+"""tensorlang: a deep-learning compiler for CPUs.
+
+Write a computation as tensor expressions (``compute``), say how to run it with a schedule
+(``create_schedule`` and the stage primitives), ``lower`` it to loop IR, and ``build`` it to
+machine code through LLVM. The names mirror TVM's classic ``te`` API.
+"""
+
+from . import arith, codegen, runtime, schedule, te, tir  # noqa: F401
+from .driver import build, lower, lower_trace
+from .errors import (ArgumentError, BoundsError, IRVerifyError, LoweringError, ScheduleError,
+                     TensorlangError, TensorlangTypeError, TensorlangValueError)
+from .runtime import Module, load_module
+from .schedule import Schedule, Stage, create_schedule
+from .te.expr import (Expr, IterVar, Var, abs, all, any, ceil, const, erf, exp, floor,
+                      floordiv, floormod, if_then_else, log, max_value, min_value, power, rsqrt,
+                      sigmoid, sqrt, structural_equal, tanh, truncdiv, truncmod, var)
+from .te.tensor import Tensor, comm_reducer, compute, max, min, placeholder, reduce_axis, sum
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArgumentError", "BoundsError", "Expr", "IRVerifyError", "IterVar", "LoweringError", "Module",
+    "Schedule", "ScheduleError", "Stage", "Tensor", "TensorlangError", "TensorlangTypeError",
+    "TensorlangValueError", "Var", "abs", "all", "any", "build", "ceil", "comm_reducer",
+    "compute", "const", "create_schedule", "erf", "exp", "floor", "floordiv", "floormod",
+    "if_then_else", "load_module", "log", "lower", "lower_trace", "max", "max_value", "min",
+    "min_value", "placeholder", "power", "reduce_axis", "rsqrt", "sigmoid", "sqrt",
+    "structural_equal", "sum", "tanh", "truncdiv", "truncmod", "var",
+]

@@ -1,0 +1,318 @@
+"""Index arithmetic shared by every stage of the compiler.
+
+* generic traversal of the frozen-dataclass IR: ``map_children``, ``rewrite``, ``walk``,
+  ``substitute``;
+* interval bounds of integer expressions (``bound``), given the ranges of loop variables;
+* ``simplify``: constant folding, canonical linear sums (``i*32 + j``), and the rules that
+  make split/fuse index arithmetic vanish when ranges prove it (``(i*32 + j) // 32 -> i``
+  when ``0 <= j < 32``), and comparisons that ranges decide.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from . import dtype as dt
+from .te.expr import (Binary, Call, Cast, Const, Expr, IterVar, Node, Not, Select, Var, binary,
+                      cast)
+
+INF = math.inf
+
+
+# --------------------------------------------------------------------------- traversal
+
+def _is_child(x) -> bool:
+    return isinstance(x, Node) and not getattr(x, "leaf_node", False)
+
+
+def map_children(node, f):
+    """Return ``node`` with ``f`` applied to each child node (fields holding nodes or tuples of
+    nodes); the same object when nothing changed."""
+    changes = {}
+    for fld in dataclasses.fields(node):
+        v = getattr(node, fld.name)
+        if _is_child(v):
+            nv = f(v)
+            if nv is not v:
+                changes[fld.name] = nv
+        elif isinstance(v, tuple) and any(_is_child(x) for x in v):
+            nv = tuple(f(x) if _is_child(x) else x for x in v)
+            if any(a is not b for a, b in zip(nv, v)):
+                changes[fld.name] = nv
+    return dataclasses.replace(node, **changes) if changes else node
+
+
+def rewrite(node, fn):
+    """Rewrite bottom-up: children first, then ``fn(node)``; ``fn`` returns a replacement
+    node or ``None`` to keep the node."""
+    node = map_children(node, lambda c: rewrite(c, fn))
+    out = fn(node)
+    return node if out is None else out
+
+
+def walk(node):
+    """Yield ``node`` and all nodes below it, parents first."""
+    yield node
+    for fld in dataclasses.fields(node):
+        v = getattr(node, fld.name)
+        if _is_child(v):
+            yield from walk(v)
+        elif isinstance(v, tuple):
+            for x in v:
+                if _is_child(x):
+                    yield from walk(x)
+
+
+def substitute(node, mapping):
+    """Replace variables (keys: Var or IterVar) by expressions everywhere in ``node``."""
+    if not mapping:
+        return node
+    by_uid = {(k.var if isinstance(k, IterVar) else k).uid: v for k, v in mapping.items()}
+
+    def fn(n):
+        if isinstance(n, Var):
+            return by_uid.get(n.uid)
+        return None
+    return rewrite(node, fn)
+
+
+def free_vars(node) -> dict:
+    """The variables ``node`` reads, as a dict uid -> Var (insertion ordered)."""
+    out = {}
+    for n in walk(node):
+        if isinstance(n, Var):
+            out.setdefault(n.uid, n)
+    return out
+
+
+# --------------------------------------------------------------------------- bounds
+
+def bound(e: Expr, env: dict) -> tuple:
+    """Inclusive interval ``(lo, hi)`` of the integer expression ``e`` (``-inf``/``inf`` when
+    unknown). ``env`` maps variable uids to their intervals."""
+    if isinstance(e, Const):
+        v = e.value
+        return (v, v) if isinstance(v, (int, bool)) else (-INF, INF)
+    if isinstance(e, Var):
+        return env.get(e.uid, (-INF, INF))
+    if isinstance(e, Cast) and dt.is_int(e.dtype) and dt.is_int(e.value.dtype):
+        return bound(e.value, env)
+    if isinstance(e, Binary) and dt.lanes(e.dtype) == 1 and dt.is_int(e.dtype):
+        (a0, a1), (b0, b1) = bound(e.a, env), bound(e.b, env)
+        op = e.op
+        if op == "add":
+            return a0 + b0, a1 + b1
+        if op == "sub":
+            return a0 - b1, a1 - b0
+        if op == "mul":
+            ps = [_mul(x, y) for x in (a0, a1) for y in (b0, b1)]
+            return min(ps), max(ps)
+        if op == "min":
+            return min(a0, b0), min(a1, b1)
+        if op == "max":
+            return max(a0, b0), max(a1, b1)
+        if op == "floordiv" and b0 == b1 and b0 > 0:
+            return _fdiv(a0, b0), _fdiv(a1, b0)
+        if op == "floormod" and b0 == b1 and b0 > 0:
+            if a0 >= 0 and a1 < b0:
+                return a0, a1
+            if a1 - a0 < b0 and a0 != -INF and a1 != INF and a0 % b0 <= a1 % b0:
+                return a0 % b0, a1 % b0
+            return 0, b0 - 1
+    if isinstance(e, Select):
+        (a0, a1), (b0, b1) = bound(e.true_value, env), bound(e.false_value, env)
+        return min(a0, b0), max(a1, b1)
+    return -INF, INF
+
+
+def _mul(x, y):
+    if x == 0 or y == 0:
+        return 0
+    return x * y
+
+
+def _fdiv(x, c):
+    return x if x in (INF, -INF) else x // c
+
+
+# --------------------------------------------------------------------------- linear forms
+
+def linear(e: Expr):
+    """Write the integer expression ``e`` as ``{term: coef}, const`` (terms are sub-expressions
+    that are not sums or products by constants), or ``None`` for non-integer expressions."""
+    if not (dt.is_int(e.dtype) and dt.lanes(e.dtype) == 1):
+        return None
+    terms: dict = {}
+    const = 0
+
+    def add(x, k):
+        nonlocal const
+        if isinstance(x, Const):
+            const += k * x.value
+        elif isinstance(x, Binary) and x.op in ("add", "sub"):
+            add(x.a, k)
+            add(x.b, k if x.op == "add" else -k)
+        elif isinstance(x, Binary) and x.op == "mul" and isinstance(x.b, Const):
+            add(x.a, k * x.b.value)
+        elif isinstance(x, Binary) and x.op == "mul" and isinstance(x.a, Const):
+            add(x.b, k * x.a.value)
+        else:
+            terms[x] = terms.get(x, 0) + k
+    add(e, 1)
+    return {t: c for t, c in terms.items() if c != 0}, const
+
+
+def from_linear(terms: dict, const: int, dtype: str) -> Expr:
+    """Rebuild ``sum(coef * term) + const`` with positive terms first, constant last."""
+    out = None
+    ordered = [t for t in terms.items() if t[1] > 0] + [t for t in terms.items() if t[1] < 0]
+    for t, c in ordered:
+        mag = t if abs(c) == 1 else Binary("mul", t, Const(abs(c), dtype), dtype)
+        if out is None:
+            out = mag if c > 0 else Binary("sub", Const(0, dtype), mag, dtype)
+        else:
+            out = Binary("add" if c > 0 else "sub", out, mag, dtype)
+    if out is None:
+        return Const(const, dtype)
+    if const > 0:
+        out = Binary("add", out, Const(const, dtype), dtype)
+    elif const < 0:
+        out = Binary("sub", out, Const(-const, dtype), dtype)
+    return out
+
+
+# --------------------------------------------------------------------------- simplifier
+
+def _fold(op: str, a, b, dtype: str):
+    """Evaluate ``a op b`` on Python constants with the IR's semantics; ``None`` if undefined."""
+    isint = dt.is_int(dtype) or dt.is_bool(dtype)
+    if op in ("div", "floordiv", "floormod", "truncmod") and b == 0:
+        return None
+    if op == "add": r = a + b
+    elif op == "sub": r = a - b
+    elif op == "mul": r = a * b
+    elif op == "div": r = (abs(a) // abs(b)) * (1 if (a >= 0) == (b >= 0) else -1) if isint else a / b
+    elif op == "floordiv": r = a // b if isint else math.floor(a / b)
+    elif op == "floormod": r = a % b if isint else a - math.floor(a / b) * b
+    elif op == "truncmod": r = a - b * int(a / b) if isint else math.fmod(a, b)
+    elif op == "min": r = min(a, b)
+    elif op == "max": r = max(a, b)
+    elif op == "eq": return a == b
+    elif op == "ne": return a != b
+    elif op == "lt": return a < b
+    elif op == "le": return a <= b
+    elif op == "gt": return a > b
+    elif op == "ge": return a >= b
+    elif op == "and": r = (a and b) if dt.is_bool(dtype) else a & b
+    elif op == "or": r = (a or b) if dt.is_bool(dtype) else a | b
+    elif op == "xor": r = (a != b) if dt.is_bool(dtype) else a ^ b
+    else:
+        return None
+    if dt.is_int(dtype) and not dt.min_value(dtype) <= r <= dt.max_value(dtype):
+        return None  # overflow: leave it to run time (wraps there)
+    return r
+
+
+def _simplify_binary(e: Binary, env: dict) -> Expr | None:
+    a, b, op, dtype = e.a, e.b, e.op, e.dtype
+    if dt.lanes(dtype) != 1:
+        return None
+    if isinstance(a, Const) and isinstance(b, Const):
+        r = _fold(op, a.value, b.value, a.dtype)
+        return None if r is None else Const(r, dtype)
+    isint = dt.is_int(a.dtype)
+    if op in ("add", "sub", "mul") and isint:
+        lin = linear(e)
+        out = from_linear(*lin, dtype)
+        return out
+    if op in ("add", "sub") and isinstance(b, Const) and b.value == 0:
+        return a
+    if op == "mul" and isinstance(b, Const) and b.value == 1:
+        return a
+    if op in ("floordiv", "floormod") and isint and isinstance(b, Const) and b.value > 0:
+        c = b.value
+        if c == 1:
+            return a if op == "floordiv" else Const(0, dtype)
+        if op == "floordiv" and isinstance(a, Binary) and a.op == "floordiv" \
+                and isinstance(a.b, Const) and a.b.value > 0:
+            return simplify(Binary("floordiv", a.a, Const(a.b.value * c, dtype), dtype), env)
+        terms, k = linear(a)
+        q_terms = {t: co // c for t, co in terms.items() if co % c == 0}
+        r_terms = {t: co for t, co in terms.items() if co % c != 0}
+        q_const, r_const = k // c, k % c
+        r = from_linear(r_terms, r_const, dtype)
+        lo, hi = bound(r, env)
+        if 0 <= lo and hi < c:
+            return from_linear(q_terms, q_const, dtype) if op == "floordiv" else r
+        if op == "floormod" and q_terms:
+            return Binary("floormod", r, b, dtype)
+        if op == "floordiv" and r_terms and (q_terms or q_const):
+            # (c*q + r) // c == q + r // c
+            inner = Binary("floordiv", r, b, dtype)
+            return simplify(Binary("add", from_linear(q_terms, q_const, dtype), inner, dtype), env)
+        return None
+    if op in ("min", "max") and isint:
+        (a0, a1), (b0, b1) = bound(a, env), bound(b, env)
+        if a1 <= b0:
+            return a if op == "min" else b
+        if b1 <= a0:
+            return b if op == "min" else a
+        return None
+    if op in ("lt", "le", "gt", "ge", "eq", "ne") and isint:
+        lo, hi = bound(simplify(Binary("sub", a, b, a.dtype), env), env)
+        decide = {
+            "lt": (hi < 0, lo >= 0), "le": (hi <= 0, lo > 0),
+            "gt": (lo > 0, hi <= 0), "ge": (lo >= 0, hi < 0),
+            "eq": (lo == hi == 0, lo > 0 or hi < 0), "ne": (lo > 0 or hi < 0, lo == hi == 0),
+        }[op]
+        if decide[0]:
+            return Const(True, "bool")
+        if decide[1]:
+            return Const(False, "bool")
+        return None
+    if op in ("and", "or") and dt.is_bool(dtype):
+        for x, y in ((a, b), (b, a)):
+            if isinstance(x, Const):
+                if op == "and":
+                    return y if x.value else Const(False, "bool")
+                return Const(True, "bool") if x.value else y
+    return None
+
+
+def simplify(e, env: dict | None = None):
+    """Simplify an expression bottom-up. ``env`` maps variable uids to inclusive ranges."""
+    env = env or {}
+
+    def fn(n):
+        if isinstance(n, Binary):
+            return _simplify_binary(n, env)
+        if isinstance(n, Not) and isinstance(n.a, Const):
+            return Const(not n.a.value, "bool")
+        if isinstance(n, Select) and isinstance(n.cond, Const):
+            return n.true_value if n.cond.value else n.false_value
+        if isinstance(n, Cast) and isinstance(n.value, Const):
+            return cast(n.dtype, n.value)
+        if isinstance(n, Call) and n.name == "abs" and isinstance(n.args[0], Const) \
+                and not dt.is_float(n.dtype):
+            return Const(abs(n.args[0].value), n.dtype)
+        return None
+    if not isinstance(e, Expr):
+        raise TypeError(f"simplify expects an expression, got {type(e).__name__}")
+    return rewrite(e, fn)
+
+
+def const_int(e) -> int | None:
+    """The Python int value of ``e`` if it simplifies to an integer constant, else ``None``."""
+    if isinstance(e, int):
+        return e
+    e = simplify(e) if isinstance(e, Expr) else e
+    return e.value if isinstance(e, Const) and dt.is_int(e.dtype) else None
+
+
+def ceildiv(a: Expr, b: Expr) -> Expr:
+    return simplify(binary("floordiv", binary("add", a, binary("sub", b, 1)), b))
+
+
+__all__ = ["map_children", "rewrite", "walk", "substitute", "free_vars", "bound", "linear",
+           "from_linear", "simplify", "const_int", "ceildiv"]

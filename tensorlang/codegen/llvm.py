@@ -1,0 +1,653 @@
+"""Loop IR -> LLVM IR text.
+
+The generated function is ``void @name(ptr %A, ..., i32 %n, ..., ptr %err)``: one pointer per
+buffer parameter (``noalias``, aligned to its element size, which the runtime checks), one
+integer per symbolic shape variable, and a pointer to four int64 error slots that the
+runtime reads after the call (bounds violations and failed allocations are reported there
+instead of crashing).
+
+* Vector expressions become LLVM vector types: a load or store whose index is
+  ``ramp(base, 1, n)`` is one ``<n x T>`` access; other vector indices are gathered lane by lane.
+* A ``parallel`` loop is outlined into its own function that runs a static chunk of the
+  iterations per thread, and is launched with libgomp's ``GOMP_parallel``; the variables it
+  reads travel in a struct. A parallel loop inside another one runs serially (no
+  oversubscription).
+* Integer division never traps: division by 0 gives 0 (as numpy does) and by -1 negates.
+* ``if_then_else`` whose branches read memory or divide is emitted with branches, so that only
+  the selected branch runs.
+
+LLVM IR is emitted as text (llvmlite's IR builder cannot set ``nsw`` or fast-math flags);
+llvmlite then parses, verifies, optimises and compiles it.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+
+from .. import dtype as dt
+from ..arith import walk
+from ..te.expr import Binary, Call, Cast, Const, Expr, Not, Select, Var
+from ..tir.nodes import (Allocate, Broadcast, Buffer, For, IfThenElse, Load, PrimFunc, Ramp, Seq,
+                         Store)
+
+_SCALAR = {"bool": "i1", "int8": "i8", "int16": "i16", "int32": "i32", "int64": "i64",
+           "uint8": "i8", "uint16": "i16", "uint32": "i32", "uint64": "i64",
+           "float32": "float", "float64": "double", "handle": "ptr"}
+
+
+def lty(dtype: str) -> str:
+    """LLVM type of a value of ``dtype`` (``<16 x float>`` for ``float32x16``)."""
+    e, n = _SCALAR[dt.element(dtype)], dt.lanes(dtype)
+    return e if n == 1 else f"<{n} x {e}>"
+
+
+def sty(dtype: str) -> str:
+    """LLVM type of ``dtype`` in memory (bools are bytes)."""
+    return lty(dtype).replace("i1", "i8") if dt.is_bool(dt.element(dtype)) else lty(dtype)
+
+
+def _scalar_literal(value, dtype: str) -> str:
+    if dt.is_float(dtype):
+        v = float(value)
+        if dtype == "float32":
+            import numpy as np
+            v = float(np.float32(v))
+        return "0x%016X" % struct.unpack("<Q", struct.pack("<d", v))[0]
+    if dt.is_bool(dtype):
+        return "true" if value else "false"
+    return str(int(value))
+
+
+def literal(value, dtype: str) -> str:
+    """An LLVM constant of ``dtype``; vectors are splats."""
+    s = _scalar_literal(value, dt.element(dtype))
+    n = dt.lanes(dtype)
+    if n == 1:
+        return s
+    e = _SCALAR[dt.element(dtype)]
+    return "<" + ", ".join(f"{e} {s}" for _ in range(n)) + ">"
+
+
+class V:
+    """An SSA value: its IR dtype and its LLVM reference."""
+    __slots__ = ("dtype", "ref")
+
+    def __init__(self, dtype, ref):
+        self.dtype, self.ref = dtype, ref
+
+    @property
+    def ty(self):
+        return lty(self.dtype)
+
+    def __str__(self):
+        return f"{self.ty} {self.ref}"
+
+
+class ModuleGen:
+    """Collects functions, declarations and attributes of one LLVM module."""
+
+    def __init__(self, name: str, target, bounds_check: bool, fast_math: bool):
+        from .target import triple_and_layout
+        self.name, self.target = name, target
+        self.bounds_check, self.fast_math = bounds_check, fast_math
+        self.triple, self.layout = triple_and_layout(target)
+        self.decls: dict[str, str] = {}
+        self.functions: list[str] = []
+        self.globals: list[str] = []
+        self.counter = 0
+        self.buffer_names: list[str] = []
+
+    def declare(self, name: str, decl: str) -> str:
+        self.decls.setdefault(name, decl)
+        return name
+
+    def fresh(self, base: str) -> str:
+        self.counter += 1
+        return f"{base}.{self.counter}"
+
+    def buffer_id(self, name: str) -> int:
+        if name not in self.buffer_names:
+            self.buffer_names.append(name)
+        return self.buffer_names.index(name)
+
+    def attributes(self) -> str:
+        attrs = [f'"target-cpu"="{self.target.cpu}"', "nounwind"]
+        if self.target.features:
+            attrs.append(f'"target-features"="{self.target.features}"')
+        if self.target.has_avx512():
+            attrs += ['"min-legal-vector-width"="512"', '"prefer-vector-width"="512"']
+        return "attributes #0 = { " + " ".join(attrs) + " }"
+
+    def text(self) -> str:
+        head = [f'; ModuleID = "{self.name}"', f'target triple = "{self.triple}"',
+                f'target datalayout = "{self.layout}"', ""]
+        return "\n".join(head + self.globals + [""] + list(self.decls.values()) + [""]
+                         + self.functions + [self.attributes(), ""])
+
+
+class FnGen:
+    """Emits one LLVM function from loop IR."""
+
+    def __init__(self, mod: ModuleGen, in_parallel: bool = False):
+        self.mod = mod
+        self.lines: list[str] = []
+        self.entry_allocas: list[str] = []
+        self.env: dict[int, V] = {}
+        self.n = 0
+        self.block = "entry"
+        self.in_parallel = in_parallel
+        self.fm = "fast " if mod.fast_math else ""
+        self.index_ctx = False
+
+    # ----------------------------------------------------------------- emission helpers
+
+    def tmp(self) -> str:
+        self.n += 1
+        return f"%t{self.n}"
+
+    def label(self, base: str) -> str:
+        self.n += 1
+        return f"{base}{self.n}"
+
+    def emit(self, text: str, dtype: str | None = None):
+        if dtype is None:
+            self.lines.append("  " + text)
+            return None
+        r = self.tmp()
+        self.lines.append(f"  {r} = {text}")
+        return V(dtype, r)
+
+    def start_block(self, name: str):
+        self.lines.append(f"{name}:")
+        self.block = name
+
+    def br(self, target: str):
+        self.emit(f"br label %{target}")
+
+    def const(self, value, dtype) -> V:
+        return V(dtype, literal(value, dtype))
+
+    def splat(self, v: V, n: int) -> V:
+        if dt.lanes(v.dtype) == n:
+            return v
+        vd = dt.with_lanes(v.dtype, n)
+        ins = self.emit(f"insertelement {lty(vd)} poison, {v}, i32 0", vd)
+        return self.emit(f"shufflevector {lty(vd)} {ins.ref}, {lty(vd)} poison, <{n} x i32> zeroinitializer", vd)
+
+    def intrinsic(self, name: str, dtype: str, args: list[V], ret: str | None = None) -> V:
+        ret = ret or dtype
+        n, e = dt.lanes(dtype), _SCALAR[dt.element(dtype)]
+        suffix = e if n == 1 else f"v{n}{'f32' if e == 'float' else 'f64' if e == 'double' else e}"
+        fname = f"llvm.{name}.{suffix}"
+        self.mod.declare(fname, f"declare {lty(ret)} @{fname}({', '.join(a.ty for a in args)})")
+        return self.emit(f"call {self.fm}{lty(ret)} @{fname}({', '.join(map(str, args))})", ret)
+
+    # ----------------------------------------------------------------- expressions
+
+    def ev(self, e: Expr) -> V:
+        if isinstance(e, Const):
+            return self.const(e.value, e.dtype)
+        if isinstance(e, Var):
+            return self.env[e.uid]
+        if isinstance(e, Binary):
+            return self.binary(e)
+        if isinstance(e, Not):
+            return self.emit(f"xor {self.ev(e.a)}, {literal(True, e.dtype)}", e.dtype)
+        if isinstance(e, Select):
+            return self.select(e)
+        if isinstance(e, Cast):
+            return self.cast(self.ev(e.value), e.dtype)
+        if isinstance(e, Call):
+            return self.call(e)
+        if isinstance(e, Load):
+            return self.load(e)
+        if isinstance(e, Ramp):
+            base = self.splat(self.ev(e.base), e.lanes)
+            stride = self.splat(self.ev(e.stride), e.lanes)
+            el = _SCALAR[dt.element(e.dtype)]
+            iota = V(e.dtype, "<" + ", ".join(f"{el} {k}" for k in range(e.lanes)) + ">")
+            step = self.emit(f"mul {stride}, {iota.ref}", e.dtype)
+            return self.emit(f"add {base}, {step.ref}", e.dtype)
+        if isinstance(e, Broadcast):
+            return self.splat(self.ev(e.value), e.lanes)
+        raise NotImplementedError(f"codegen: {type(e).__name__} {e}")
+
+    def binary(self, e: Binary) -> V:
+        a, b = self.ev(e.a), self.ev(e.b)
+        op, ty = e.op, e.a.dtype
+        if dt.is_float(ty):
+            return self.float_binary(op, a, b, e.dtype)
+        signed = not dt.is_uint(ty) and not dt.is_bool(ty)
+        nsw = " nsw" if self.index_ctx and signed else ""
+        simple = {"add": f"add{nsw}", "sub": f"sub{nsw}", "mul": f"mul{nsw}",
+                  "and": "and", "or": "or", "xor": "xor"}
+        if op in simple:
+            return self.emit(f"{simple[op]} {a}, {b.ref}", e.dtype)
+        if op in ("eq", "ne", "lt", "le", "gt", "ge"):
+            cc = op if op in ("eq", "ne") else ("s" if signed else "u") + op
+            return self.emit(f"icmp {cc} {a}, {b.ref}", e.dtype)
+        if op in ("min", "max"):
+            cc = ("s" if signed else "u") + ("lt" if op == "min" else "gt")
+            c = self.emit(f"icmp {cc} {a}, {b.ref}", dt.with_lanes("bool", dt.lanes(ty)))
+            return self.emit(f"select {c}, {a}, {b}", ty)
+        return self.int_division(op, a, b, signed)
+
+    def int_division(self, op: str, a: V, b: V, signed: bool) -> V:
+        """div (truncating), floordiv, floormod, truncmod that never trap."""
+        ty = a.dtype
+        booly = dt.with_lanes("bool", dt.lanes(ty))
+        zero, one, m1 = (self.const(v, ty) for v in (0, 1, -1))
+        if b.ref.lstrip("-").isdigit():                       # constant divisor
+            bv = int(b.ref)
+            if bv == 0:
+                return zero
+            if bv == -1 and signed:
+                return self.emit(f"sub {zero}, {a.ref}", ty) if op in ("div", "floordiv") else zero
+            is0 = is_m1 = None
+            bs = b
+        else:
+            is0 = self.emit(f"icmp eq {b}, {zero.ref}", booly)
+            bad = is0
+            if signed:
+                is_m1 = self.emit(f"icmp eq {b}, {m1.ref}", booly)
+                bad = self.emit(f"or {is0}, {is_m1.ref}", booly)
+            bs = self.emit(f"select {bad}, {one}, {b}", ty)
+        if not signed:
+            r = self.emit(f"{'udiv' if op in ('div', 'floordiv') else 'urem'} {a}, {bs.ref}", ty)
+        else:
+            q = self.emit(f"sdiv {a}, {bs.ref}", ty)
+            rem = self.emit(f"srem {a}, {bs.ref}", ty)
+            if op == "div":
+                r = q
+            elif op == "truncmod":
+                r = rem
+            else:
+                nz = self.emit(f"icmp ne {rem}, {zero.ref}", booly)
+                x = self.emit(f"xor {rem}, {bs.ref}", ty)
+                neg = self.emit(f"icmp slt {x}, {zero.ref}", booly)
+                adj = self.emit(f"and {nz}, {neg.ref}", booly)
+                if op == "floordiv":
+                    d = self.emit(f"zext {adj} to {lty(ty)}", ty)
+                    r = self.emit(f"sub {q}, {d.ref}", ty)
+                else:
+                    add = self.emit(f"select {adj}, {bs}, {zero}", ty)
+                    r = self.emit(f"add {rem}, {add.ref}", ty)
+            if is_m1 is not None:
+                neg_a = self.emit(f"sub {zero}, {a.ref}", ty)
+                r = self.emit(f"select {is_m1}, {neg_a if op in ('div', 'floordiv') else zero}, {r}", ty)
+        if is0 is not None:
+            r = self.emit(f"select {is0}, {zero}, {r}", ty)
+        return r
+
+    def float_binary(self, op: str, a: V, b: V, rdtype: str) -> V:
+        fm, ty = self.fm, a.dtype
+        arith = {"add": "fadd", "sub": "fsub", "mul": "fmul", "div": "fdiv", "truncmod": "frem"}
+        if op in arith:
+            return self.emit(f"{arith[op]} {fm}{a}, {b.ref}", ty)
+        if op in ("eq", "ne", "lt", "le", "gt", "ge"):
+            cc = "une" if op == "ne" else "o" + op
+            return self.emit(f"fcmp {fm}{cc} {a}, {b.ref}", rdtype)
+        if op in ("min", "max"):
+            if self.mod.fast_math:
+                c = self.emit(f"fcmp fast {'olt' if op == 'min' else 'ogt'} {a}, {b.ref}",
+                              dt.with_lanes("bool", dt.lanes(ty)))
+                return self.emit(f"select {c}, {a}, {b}", ty)
+            return self.intrinsic("minimum" if op == "min" else "maximum", ty, [a, b])
+        q = self.emit(f"fdiv {fm}{a}, {b.ref}", ty)
+        fq = self.intrinsic("floor", ty, [q])
+        if op == "floordiv":
+            return fq
+        prod = self.emit(f"fmul {fm}{fq}, {b.ref}", ty)
+        return self.emit(f"fsub {fm}{a}, {prod.ref}", ty)          # floormod
+
+    def cast(self, v: V, to: str) -> V:
+        fr = v.dtype
+        to = dt.with_lanes(to, dt.lanes(fr)) if dt.lanes(to) == 1 else to
+        if lty(fr) == lty(to) and dt.is_float(fr) == dt.is_float(to):
+            return V(to, v.ref)
+        tt = lty(to)
+        if dt.is_bool(to):
+            if dt.is_float(fr):
+                return self.emit(f"fcmp une {v}, {literal(0.0, fr)}", to)
+            return self.emit(f"icmp ne {v}, {literal(0, fr)}", to)
+        if dt.is_float(fr) and dt.is_float(to):
+            return self.emit(f"{'fpext' if dt.bits(to) > dt.bits(fr) else 'fptrunc'} {v} to {tt}", to)
+        if dt.is_float(fr):
+            return self.emit(f"{'fptoui' if dt.is_uint(to) else 'fptosi'} {v} to {tt}", to)
+        src_signed = not (dt.is_uint(fr) or dt.is_bool(fr))
+        if dt.is_float(to):
+            return self.emit(f"{'sitofp' if src_signed else 'uitofp'} {v} to {tt}", to)
+        if dt.bits(to) == dt.bits(fr):
+            return V(to, v.ref)
+        if dt.bits(to) < dt.bits(fr):
+            return self.emit(f"trunc {v} to {tt}", to)
+        return self.emit(f"{'sext' if src_signed else 'zext'} {v} to {tt}", to)
+
+    def call(self, e: Call) -> V:
+        args = [self.ev(a) for a in e.args]
+        x, ty, fm = args[0], e.dtype, self.fm
+        direct = {"exp": "exp", "log": "log", "sqrt": "sqrt", "floor": "floor", "ceil": "ceil",
+                  "power": "pow", "tanh": "tanh"}
+        if e.name in direct:
+            return self.intrinsic(direct[e.name], ty, args)
+        if e.name == "abs":
+            if dt.is_float(ty):
+                return self.intrinsic("fabs", ty, args)
+            neg = self.emit(f"sub {self.const(0, ty)}, {x.ref}", ty)
+            c = self.emit(f"icmp slt {x}, {literal(0, ty)}", dt.with_lanes("bool", dt.lanes(ty)))
+            return self.emit(f"select {c}, {neg}, {x}", ty)
+        if e.name == "rsqrt":
+            s = self.intrinsic("sqrt", ty, args)
+            return self.emit(f"fdiv {fm}{self.const(1.0, ty)}, {s.ref}", ty)
+        if e.name == "sigmoid":
+            n = self.emit(f"fneg {fm}{x}", ty)
+            ex = self.intrinsic("exp", ty, [n])
+            d = self.emit(f"fadd {fm}{self.const(1.0, ty)}, {ex.ref}", ty)
+            return self.emit(f"fdiv {fm}{self.const(1.0, ty)}, {d.ref}", ty)
+        if e.name == "erf":
+            return self.libm("erf" if dt.element(ty) == "float64" else "erff", x)
+        raise NotImplementedError(f"codegen: math function {e.name}")
+
+    def libm(self, fname: str, x: V) -> V:
+        """Call a scalar C math function, lane by lane for vectors."""
+        el = dt.element(x.dtype)
+        self.mod.declare(fname, f"declare {lty(el)} @{fname}({lty(el)})")
+        if dt.lanes(x.dtype) == 1:
+            return self.emit(f"call {lty(el)} @{fname}({x})", el)
+        out = V(x.dtype, "poison")
+        for k in range(dt.lanes(x.dtype)):
+            s = self.emit(f"extractelement {x}, i32 {k}", el)
+            r = self.emit(f"call {lty(el)} @{fname}({s})", el)
+            out = self.emit(f"insertelement {out}, {r}, i32 {k}", x.dtype)
+        return out
+
+    def select(self, e: Select) -> V:
+        c = self.ev(e.cond)
+        risky = any(isinstance(n, Load) or (isinstance(n, Binary) and n.op in
+                    ("div", "floordiv", "floormod", "truncmod") and not dt.is_float(n.dtype))
+                    for br in (e.true_value, e.false_value) for n in walk(br))
+        if not risky or dt.lanes(c.dtype) > 1:
+            t, f = self.ev(e.true_value), self.ev(e.false_value)
+            return self.emit(f"select {c}, {t}, {f}", e.dtype)
+        lt, lf, lm = self.label("sel.t"), self.label("sel.f"), self.label("sel.end")
+        self.emit(f"br {c}, label %{lt}, label %{lf}")
+        self.start_block(lt)
+        t = self.ev(e.true_value)
+        bt = self.block
+        self.br(lm)
+        self.start_block(lf)
+        f = self.ev(e.false_value)
+        bf = self.block
+        self.br(lm)
+        self.start_block(lm)
+        return self.emit(f"phi {lty(e.dtype)} [ {t.ref}, %{bt} ], [ {f.ref}, %{bf} ]", e.dtype)
+
+    # ----------------------------------------------------------------- memory
+
+    def index(self, e: Expr) -> V:
+        self.index_ctx = True
+        try:
+            return self.ev(e)
+        finally:
+            self.index_ctx = False
+
+    def address(self, buf: Buffer, idx_expr: Expr, dtype: str):
+        """(pointer or vector of pointers, lanes, contiguous?) of an access."""
+        base = self.env[buf.data.uid]
+        n = dt.lanes(dtype)
+        et = sty(buf.dtype)
+        if isinstance(idx_expr, Ramp) and isinstance(idx_expr.stride, Const) and idx_expr.stride.value == 1:
+            i = self.index(idx_expr.base)
+            return self.emit(f"getelementptr inbounds {et}, ptr {base.ref}, {i}", "handle"), True
+        i = self.index(idx_expr)
+        if n == 1:
+            return self.emit(f"getelementptr inbounds {et}, ptr {base.ref}, {i}", "handle"), True
+        return i, False
+
+    def checked(self, buf: Buffer, idx_expr: Expr, access):
+        """Run ``access()`` only when the index is inside ``buf`` (bounds_check builds)."""
+        if not self.mod.bounds_check:
+            return access()
+        idx = self.index(idx_expr)
+        n = dt.lanes(idx.dtype)
+        size = self.splat(self.cast(self.index(buf.shape[0]), idx.dtype), n)
+        booly = dt.with_lanes("bool", n)
+        ge = self.emit(f"icmp sge {idx}, {literal(0, idx.dtype)}", booly)
+        lt = self.emit(f"icmp slt {idx}, {size.ref}", booly)
+        ok = self.emit(f"and {ge}, {lt.ref}", booly)
+        if n > 1:
+            fname = f"llvm.vector.reduce.and.v{n}i1"
+            self.mod.declare(fname, f"declare i1 @{fname}(<{n} x i1>)")
+            ok = self.emit(f"call i1 @{fname}({ok})", "bool")
+        lok, lbad, lend = self.label("in.bounds"), self.label("out.of.bounds"), self.label("access.end")
+        self.emit(f"br {ok}, label %{lok}, label %{lbad}")
+        self.start_block(lbad)
+        err = self.env[-1]
+        first = idx if n == 1 else self.emit(f"extractelement {idx}, i32 0", dt.element(idx.dtype))
+        wide = self.cast(first, "int64")
+        for slot, val in enumerate(("1", str(self.mod.buffer_id(buf.name)), wide.ref)):
+            p = self.emit(f"getelementptr i64, ptr {err.ref}, i32 {slot}", "handle")
+            self.emit(f"store i64 {val}, ptr {p.ref}")
+        self.br(lend)
+        self.start_block(lok)
+        v = access()
+        bok = self.block
+        self.br(lend)
+        self.start_block(lend)
+        if v is None:
+            return None
+        zero = "zeroinitializer" if dt.lanes(v.dtype) > 1 else literal(0, v.dtype)
+        return self.emit(f"phi {v.ty} [ {v.ref}, %{bok} ], [ {zero}, %{lbad} ]", v.dtype)
+
+    def load(self, e: Load) -> V:
+        def access():
+            ptr, contiguous = self.address(e.buffer, e.indices[0], e.dtype)
+            st = sty(e.dtype)
+            align = dt.itemsize(e.buffer.dtype)
+            if contiguous:
+                raw = self.emit(f"load {st}, ptr {ptr.ref}, align {align}", e.dtype)
+            else:                               # gather, lane by lane
+                el = dt.element(e.dtype)
+                raw = V(e.dtype, "poison")
+                for k in range(dt.lanes(e.dtype)):
+                    i = self.emit(f"extractelement {ptr}, i32 {k}", dt.element(ptr.dtype))
+                    p = self.emit(f"getelementptr inbounds {sty(el)}, ptr {self.env[e.buffer.data.uid].ref}, {i}", "handle")
+                    x = self.emit(f"load {sty(el)}, ptr {p.ref}, align {align}", el)
+                    raw = self.emit(f"insertelement {st} {raw.ref}, {sty(el)} {x.ref}, i32 {k}", e.dtype)
+            if dt.is_bool(e.dtype):
+                return self.emit(f"trunc {st} {raw.ref} to {lty(e.dtype)}", e.dtype)
+            return raw
+        return self.checked(e.buffer, e.indices[0], access)
+
+    def store(self, s: Store) -> None:
+        val = self.ev(s.value)
+
+        def access():
+            ptr, contiguous = self.address(s.buffer, s.indices[0], s.value.dtype)
+            st = sty(val.dtype)
+            v = val
+            if dt.is_bool(val.dtype):
+                v = V(val.dtype, self.emit(f"zext {val} to {st}", val.dtype).ref)
+            align = dt.itemsize(s.buffer.dtype)
+            if contiguous:
+                self.emit(f"store {st} {v.ref}, ptr {ptr.ref}, align {align}")
+            else:
+                el = dt.element(val.dtype)
+                for k in range(dt.lanes(val.dtype)):
+                    i = self.emit(f"extractelement {ptr}, i32 {k}", dt.element(ptr.dtype))
+                    p = self.emit(f"getelementptr inbounds {sty(el)}, ptr {self.env[s.buffer.data.uid].ref}, {i}", "handle")
+                    x = self.emit(f"extractelement {st} {v.ref}, i32 {k}", el)
+                    self.emit(f"store {sty(el)} {x.ref}, ptr {p.ref}, align {align}")
+            return None
+        self.checked(s.buffer, s.indices[0], access)
+
+    # ----------------------------------------------------------------- statements
+
+    def stmt(self, s) -> None:
+        if isinstance(s, Seq):
+            for x in s.stmts:
+                self.stmt(x)
+        elif isinstance(s, Store):
+            self.store(s)
+        elif isinstance(s, For):
+            if s.kind == "parallel" and not self.in_parallel:
+                self.parallel_for(s)
+            else:
+                self.serial_for(s.var, self.ev(s.min), self.ev(s.min + s.extent), s.body)
+        elif isinstance(s, IfThenElse):
+            c = self.ev(s.cond)
+            lt, lf, lend = self.label("then"), self.label("else"), self.label("endif")
+            self.emit(f"br {c}, label %{lt}, label %{lf if s.else_case is not None else lend}")
+            self.start_block(lt)
+            self.stmt(s.then_case)
+            self.br(lend)
+            if s.else_case is not None:
+                self.start_block(lf)
+                self.stmt(s.else_case)
+                self.br(lend)
+            self.start_block(lend)
+        elif isinstance(s, Allocate):
+            self.allocate(s)
+        else:
+            raise NotImplementedError(f"codegen: statement {type(s).__name__}")
+
+    def serial_for(self, var: Var, begin: V, end: V, body) -> None:
+        ty = lty(var.dtype)
+        pre, head, lbody, lexit = self.block, self.label("for.head"), self.label("for.body"), self.label("for.end")
+        self.br(head)
+        self.start_block(head)
+        i = self.tmp()
+        phi_at = len(self.lines)
+        self.lines.append(None)          # the phi, filled in once the latch block is known
+        c = self.emit(f"icmp slt {ty} {i}, {end.ref}", "bool")
+        self.emit(f"br {c}, label %{lbody}, label %{lexit}")
+        self.start_block(lbody)
+        self.env[var.uid] = V(var.dtype, i)
+        self.stmt(body)
+        nxt = self.emit(f"add nsw {ty} {i}, 1", var.dtype)
+        latch = self.block
+        self.br(head)
+        self.lines[phi_at] = f"  {i} = phi {ty} [ {begin.ref}, %{pre} ], [ {nxt.ref}, %{latch} ]"
+        self.start_block(lexit)
+
+    def parallel_for(self, s: For) -> None:
+        """Outline the loop body into a function run by every thread of a GOMP team."""
+        captured = {}
+        for n in walk(s):
+            if isinstance(n, Var) and n.uid in self.env:
+                captured[n.uid] = self.env[n.uid]
+            if isinstance(n, (Load, Store, Allocate)):
+                b = n.buffer
+                if b.data.uid in self.env:
+                    captured[b.data.uid] = self.env[b.data.uid]
+                for x in walk(b.shape[0]):       # sizes: bounds checks, heap allocations
+                    if isinstance(x, Var) and x.uid in self.env:
+                        captured[x.uid] = self.env[x.uid]
+        captured[-1] = self.env[-1]
+        keys = list(captured)
+        struct_ty = "{ " + ", ".join(captured[k].ty for k in keys) + " }"
+        ctx = self.tmp()
+        self.entry_allocas.append(f"  {ctx} = alloca {struct_ty}, align 8")
+        for slot, k in enumerate(keys):
+            p = self.emit(f"getelementptr {struct_ty}, ptr {ctx}, i32 0, i32 {slot}", "handle")
+            self.emit(f"store {captured[k]}, ptr {p.ref}")
+        fname = self.mod.fresh(f"{self.mod.name}.parallel")
+        self.mod.declare("GOMP_parallel", "declare void @GOMP_parallel(ptr, ptr, i32, i32)")
+        self.emit(f'call void @GOMP_parallel(ptr @"{fname}", ptr {ctx}, i32 0, i32 0)')
+
+        g = FnGen(self.mod, in_parallel=True)
+        for slot, k in enumerate(keys):
+            p = g.emit(f"getelementptr {struct_ty}, ptr %ctx, i32 0, i32 {slot}", "handle")
+            g.env[k] = g.emit(f"load {captured[k].ty}, ptr {p.ref}", captured[k].dtype)
+        g.mod.declare("omp_get_thread_num", "declare i32 @omp_get_thread_num()")
+        g.mod.declare("omp_get_num_threads", "declare i32 @omp_get_num_threads()")
+        tid = g.emit("call i32 @omp_get_thread_num()", "int32")
+        nt = g.emit("call i32 @omp_get_num_threads()", "int32")
+        ty = s.var.dtype
+        lo, ext = g.ev(s.min), g.ev(s.extent)
+        tid, nt = g.cast(tid, ty), g.cast(nt, ty)
+        t1 = g.emit(f"add {ext}, {nt.ref}", ty)
+        t2 = g.emit(f"sub {V(ty, t1.ref)}, 1", ty)
+        chunk = g.emit(f"sdiv {t2}, {nt.ref}", ty)
+        off = g.emit(f"mul {tid}, {chunk.ref}", ty)
+        begin = g.emit(f"add {lo}, {off.ref}", ty)
+        stop = g.emit(f"add {lo}, {ext.ref}", ty)
+        cend = g.emit(f"add {begin}, {chunk.ref}", ty)
+        lt = g.emit(f"icmp slt {cend}, {stop.ref}", "bool")
+        end = g.emit(f"select {lt}, {cend}, {stop}", ty)
+        g.serial_for(s.var, begin, end, s.body)
+        g.emit("ret void")
+        self.mod.functions.append(g.finish(f'define internal void @"{fname}"(ptr %ctx) #0'))
+
+    def allocate(self, s: Allocate) -> None:
+        b = s.buffer
+        et = sty(b.dtype)
+        if s.scope == "stack":
+            n = b.const_size()
+            p = self.tmp()
+            self.entry_allocas.append(f"  {p} = alloca {et}, i64 {max(n, 1)}, align 64")
+            self.env[b.data.uid] = V("handle", p)
+            self.stmt(s.body)
+            return
+        count = self.cast(self.ev(b.shape[0]), "int64")
+        nbytes = self.emit(f"mul i64 {count.ref}, {dt.itemsize(b.dtype)}", "int64")
+        padded = self.emit(f"add i64 {nbytes.ref}, 63", "int64")
+        rounded = self.emit(f"and i64 {padded.ref}, -64", "int64")
+        safe = self.emit(f"select i1 {self.emit(f'icmp eq i64 {rounded.ref}, 0', 'bool').ref}, i64 64, i64 {rounded.ref}", "int64")
+        self.mod.declare("aligned_alloc", "declare noalias ptr @aligned_alloc(i64, i64)")
+        self.mod.declare("free", "declare void @free(ptr)")
+        p = self.emit(f"call ptr @aligned_alloc(i64 64, i64 {safe.ref})", "handle")
+        isnull = self.emit(f"icmp eq ptr {p.ref}, null", "bool")
+        lok, lfail, lend = self.label("alloc.ok"), self.label("alloc.fail"), self.label("alloc.end")
+        self.emit(f"br i1 {isnull.ref}, label %{lfail}, label %{lok}")
+        self.start_block(lfail)
+        self.emit(f"store i64 2, ptr {self.env[-1].ref}")
+        self.br(lend)
+        self.start_block(lok)
+        self.env[b.data.uid] = p
+        self.stmt(s.body)
+        self.emit(f"call void @free(ptr {p.ref})")
+        self.br(lend)
+        self.start_block(lend)
+
+    def finish(self, header: str) -> str:
+        body = [x for x in self.lines if x is not None]
+        return "\n".join([header + " {", "entry:"] + self.entry_allocas + body + ["}", ""])
+
+
+def codegen(func: PrimFunc, target, bounds_check: bool = False, fast_math: bool = False) -> tuple[str, dict]:
+    """LLVM IR text of ``func`` and the metadata the runtime needs to check call arguments."""
+    mod = ModuleGen(func.name, target, bounds_check, fast_math)
+    g = FnGen(mod)
+    params = []
+    for b in func.params:
+        g.env[b.data.uid] = V("handle", f'%"{b.name}"')
+        params.append(f'ptr noalias align {dt.itemsize(b.dtype)} %"{b.name}"')
+    for v in func.shape_vars:
+        g.env[v.uid] = V(v.dtype, f'%"{v.name}.{v.uid}"')
+        params.append(f'{lty(v.dtype)} %"{v.name}.{v.uid}"')
+    g.env[-1] = V("handle", "%err")
+    params.append("ptr %err")
+    for b in func.params:
+        mod.buffer_id(b.name)
+    g.stmt(func.body)
+    g.emit("ret void")
+    mod.functions.insert(0, g.finish(f'define void @"{func.name}"({", ".join(params)}) #0'))
+    meta = {
+        "name": func.name,
+        "params": [{"name": b.name, "dtype": b.dtype,
+                    "shape": [s.value if isinstance(s, Const) else s.name for s in b.shape]}
+                   for b in func.params],
+        "shape_vars": [{"name": v.name, "dtype": v.dtype} for v in func.shape_vars],
+        "outputs": list(func.outputs),
+        "buffers": mod.buffer_names,
+        "target": str(target),
+        "bounds_check": bounds_check,
+        "tir": str(func),
+    }
+    blob = json.dumps(meta).encode() + b"\0"
+    enc = "".join(chr(c) if 32 <= c < 127 and c not in (34, 92) else f"\\{c:02X}" for c in blob)
+    mod.globals.append(f'@__tensorlang_meta = private unnamed_addr constant [{len(blob)} x i8] c"{enc}"')
+    mod.functions.append("define ptr @tensorlang_metadata() {\nentry:\n  ret ptr @__tensorlang_meta\n}\n")
+    return mod.text(), meta

@@ -1,0 +1,259 @@
+"""Schedules: *how* to compute each operation, separate from *what* it computes.
+
+A ``Schedule`` holds one ``Stage`` per operation. A stage starts with the operation's axes
+(``op.axis`` then ``op.reduce_axis``) as its loop nest, outermost first. Primitives rewrite
+that nest: ``split`` and ``fuse`` add iteration-variable *relations* (recorded, never applied
+eagerly), ``reorder`` permutes the leaf loops, and ``vectorize``/``unroll``/``parallel``/
+``pragma`` annotate them. Lowering later rebuilds each original index from the leaves.
+
+Stages also carry an *attach* state (``root`` for now: a separate loop nest at the top of the
+function), which multi-stage primitives such as ``compute_at`` change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ScheduleError, TensorlangTypeError
+from ..te.expr import Const, Expr, IterVar, Var
+from ..te.tensor import ComputeOp, Operation, PlaceholderOp, Tensor
+
+
+@dataclass(frozen=True, eq=False)
+class Split:
+    """``parent = outer * factor + inner`` (exactly one of ``factor``/``nparts`` is set)."""
+    parent: IterVar
+    outer: IterVar
+    inner: IterVar
+    factor: Expr | None
+    nparts: Expr | None
+
+
+@dataclass(frozen=True, eq=False)
+class Fuse:
+    """``fused = outer * extent(inner) + inner``."""
+    outer: IterVar
+    inner: IterVar
+    fused: IterVar
+
+
+LOOP_KINDS = ("serial", "parallel", "vectorized", "unrolled")
+
+
+class Stage:
+    """The schedule of one operation: its leaf loops, their relations and annotations."""
+
+    def __init__(self, op: Operation, schedule: "Schedule"):
+        self.op = op
+        self.schedule = schedule
+        axes = list(op.axis) + list(op.reduce_axis)
+        self.all_iter_vars: list[IterVar] = list(axes)
+        self.leaf_iter_vars: list[IterVar] = list(axes)
+        self.relations: list = []
+        self.iter_var_attrs: dict[IterVar, str] = {}   # leaf -> loop kind
+        self.pragmas: dict[IterVar, list] = {}
+        self.attach_type = "root"      # "root" | "inline" | "scope" (compute_at)
+        self.attach_stage: Stage | None = None
+        self.attach_ivar: IterVar | None = None
+        self.is_output = False
+
+    def __repr__(self):
+        return f"Stage({self.op.name})"
+
+    # ----------------------------------------------------------------- helpers
+
+    def _leaf(self, iv, what: str) -> IterVar:
+        if not isinstance(iv, IterVar):
+            raise TensorlangTypeError(
+                f"stage {self.op.name!r}.{what}: expected an axis (IterVar), got {type(iv).__name__} {iv!r}")
+        if iv in self.leaf_iter_vars:
+            return iv
+        if any(iv is x for x in self.all_iter_vars):
+            raise ScheduleError(
+                f"stage {self.op.name!r}.{what}: axis {iv.name!r} was already split or fused; "
+                f"use the axes that operation returned (current loops: {self._leaf_names()})")
+        owner = next((st.op.name for st in self.schedule.stages
+                      if any(iv is x for x in st.all_iter_vars)), None)
+        where = f"it belongs to stage {owner!r}" if owner else "it belongs to no stage of this schedule"
+        raise ScheduleError(f"stage {self.op.name!r}.{what}: axis {iv.name!r} is not an axis of "
+                            f"this stage; {where} (this stage's loops: {self._leaf_names()})")
+
+    def _leaf_names(self) -> str:
+        return ", ".join(iv.name for iv in self.leaf_iter_vars)
+
+    def _positive(self, v, what: str):
+        if v is None:
+            return None
+        if isinstance(v, bool) or not isinstance(v, (int, Expr)):
+            raise TensorlangTypeError(f"stage {self.op.name!r}.split: {what} must be an int, got {v!r}")
+        if isinstance(v, int):
+            if v <= 0:
+                raise ScheduleError(f"stage {self.op.name!r}.split: {what} must be positive, got {v}")
+            return Const(v, "int32")
+        return v
+
+    # ----------------------------------------------------------------- primitives
+
+    def split(self, parent: IterVar, factor=None, nparts=None):
+        """Split loop ``parent`` into ``(outer, inner)`` with ``parent = outer*factor + inner``.
+
+        Give either ``factor`` (the inner extent) or ``nparts`` (the outer extent). When the
+        extent is not divisible the last outer iteration is partial: lowering guards it (and
+        loop partitioning moves the guard out of the main body).
+        """
+        parent = self._leaf(parent, "split")
+        if (factor is None) == (nparts is None):
+            raise ScheduleError(f"stage {self.op.name!r}.split({parent.name}): give exactly one "
+                                "of factor= or nparts=")
+        factor, nparts = self._positive(factor, "factor"), self._positive(nparts, "nparts")
+        outer = IterVar(None, Var(f"{parent.name}.outer"), parent.kind)
+        inner = IterVar(None, Var(f"{parent.name}.inner"), parent.kind)
+        self.relations.append(Split(parent, outer, inner, factor, nparts))
+        self._replace(parent, [outer, inner])
+        return outer, inner
+
+    def tile(self, x_parent: IterVar, y_parent: IterVar, x_factor, y_factor):
+        """Split ``x`` and ``y`` by their factors and order the loops ``xo, yo, xi, yi``."""
+        xo, xi = self.split(x_parent, factor=x_factor)
+        yo, yi = self.split(y_parent, factor=y_factor)
+        self.reorder(xo, yo, xi, yi)
+        return xo, yo, xi, yi
+
+    def fuse(self, *args: IterVar) -> IterVar:
+        """Fuse adjacent loops (given outermost first) into one loop over their product."""
+        if len(args) == 1 and isinstance(args[0], (list, tuple)):
+            args = tuple(args[0])
+        if not args:
+            raise ScheduleError(f"stage {self.op.name!r}.fuse: needs at least one axis")
+        ivs = [self._leaf(a, "fuse") for a in args]
+        pos = [self.leaf_iter_vars.index(iv) for iv in ivs]
+        if pos != list(range(pos[0], pos[0] + len(pos))):
+            raise ScheduleError(
+                f"stage {self.op.name!r}.fuse: axes {[iv.name for iv in ivs]} must be adjacent loops "
+                f"given outermost first (current loops: {self._leaf_names()})")
+        if len({iv.kind for iv in ivs}) > 1:
+            raise ScheduleError(f"stage {self.op.name!r}.fuse: cannot fuse reduction and data-parallel "
+                                f"axes ({', '.join(iv.name + ':' + iv.kind for iv in ivs)})")
+        fused = ivs[0]
+        for inner in ivs[1:]:
+            new = IterVar(None, Var(f"{fused.name}.{inner.name}.fused"), inner.kind)
+            self.relations.append(Fuse(fused, inner, new))
+            self._replace_many([fused, inner], new)
+            fused = new
+        return fused
+
+    def reorder(self, *args: IterVar) -> None:
+        """Put the given leaf loops in this order, in the positions they occupy now."""
+        if len(args) == 1 and isinstance(args[0], (list, tuple)):
+            args = tuple(args[0])
+        ivs = [self._leaf(a, "reorder") for a in args]
+        for n, iv in enumerate(ivs):
+            if any(iv is x for x in ivs[:n]):
+                raise ScheduleError(f"stage {self.op.name!r}.reorder: axis {iv.name!r} given twice")
+        slots = sorted(self.leaf_iter_vars.index(iv) for iv in ivs)
+        for slot, iv in zip(slots, ivs):
+            self.leaf_iter_vars[slot] = iv
+
+    def _annotate(self, iv, kind: str) -> None:
+        iv = self._leaf(iv, kind)
+        if kind == "parallel" and iv.kind == "reduce":
+            raise ScheduleError(f"stage {self.op.name!r}.parallel: {iv.name!r} is a reduction axis; "
+                                "parallel iterations would race on the accumulator")
+        self.iter_var_attrs[iv] = kind
+
+    def vectorize(self, iv: IterVar) -> None:
+        """Execute loop ``iv`` as one vector operation of its (constant) extent."""
+        self._annotate(iv, "vectorized")
+
+    def unroll(self, iv: IterVar) -> None:
+        """Replicate the body of loop ``iv`` once per iteration (constant extent)."""
+        self._annotate(iv, "unrolled")
+
+    def parallel(self, iv: IterVar) -> None:
+        """Run the iterations of loop ``iv`` on all cores (static chunks, one per thread)."""
+        self._annotate(iv, "parallel")
+
+    def pragma(self, iv: IterVar, pragma_type: str, pragma_value=None) -> None:
+        """Attach a free-form pragma to loop ``iv``; it is shown in the printed IR. The pragmas
+        ``"unroll"``, ``"vectorize"`` and ``"parallel"`` are the same as the primitives."""
+        if not isinstance(pragma_type, str):
+            raise TensorlangTypeError(f"stage {self.op.name!r}.pragma: name must be a string")
+        if pragma_type in ("unroll", "vectorize", "parallel"):
+            return {"unroll": self.unroll, "vectorize": self.vectorize,
+                    "parallel": self.parallel}[pragma_type](iv)
+        iv = self._leaf(iv, "pragma")
+        self.pragmas.setdefault(iv, []).append((pragma_type, pragma_value))
+
+    # ----------------------------------------------------------------- bookkeeping
+
+    def _replace(self, old: IterVar, new: list) -> None:
+        i = self.leaf_iter_vars.index(old)
+        self.leaf_iter_vars[i:i + 1] = new
+        self.all_iter_vars.extend(new)
+        self._move_attrs(old)
+
+    def _replace_many(self, old: list, new: IterVar) -> None:
+        i = self.leaf_iter_vars.index(old[0])
+        self.leaf_iter_vars[i:i + len(old)] = [new]
+        self.all_iter_vars.append(new)
+        for o in old:
+            self._move_attrs(o)
+
+    def _move_attrs(self, old):
+        self.iter_var_attrs.pop(old, None)
+        self.pragmas.pop(old, None)
+
+
+class Schedule:
+    """One stage per operation reachable from the outputs, in dependency order."""
+
+    def __init__(self, outputs: list[Operation]):
+        self.outputs = outputs
+        self.stages: list[Stage] = []
+        self.stage_map: dict[Operation, Stage] = {}
+        visiting = set()
+
+        def visit(op):
+            if op in self.stage_map:
+                return
+            if id(op) in visiting:
+                raise ScheduleError(f"cycle in the computation through {op.name!r}")
+            visiting.add(id(op))
+            for t in op.input_tensors:
+                visit(t.op)
+            st = Stage(op, self)
+            self.stages.append(st)
+            self.stage_map[op] = st
+        for op in outputs:
+            visit(op)
+        for op in outputs:
+            self.stage_map[op].is_output = True
+
+    def __getitem__(self, key) -> Stage:
+        op = key.op if isinstance(key, Tensor) else key
+        if not isinstance(op, Operation):
+            raise TensorlangTypeError(f"schedule[...] expects a tensor or an operation, got {key!r}")
+        if op not in self.stage_map:
+            raise ScheduleError(f"tensor {op.name!r} is not part of this schedule (its outputs: "
+                                f"{', '.join(o.name for o in self.outputs)})")
+        return self.stage_map[op]
+
+    def __repr__(self):
+        return f"Schedule({', '.join(st.op.name for st in self.stages)})"
+
+
+def create_schedule(ops) -> Schedule:
+    """A schedule for the given output operation(s) and everything they read."""
+    ops = list(ops) if isinstance(ops, (list, tuple)) else [ops]
+    out = []
+    for op in ops:
+        op = op.op if isinstance(op, Tensor) else op
+        if not isinstance(op, Operation):
+            raise TensorlangTypeError(f"create_schedule expects operations (T.op), got {op!r}")
+        if isinstance(op, PlaceholderOp):
+            raise ScheduleError(f"create_schedule: {op.name!r} is a placeholder; pass the op of a computed tensor")
+        out.append(op)
+    return Schedule(out)
+
+
+__all__ = ["Schedule", "Stage", "Split", "Fuse", "create_schedule", "ComputeOp"]
