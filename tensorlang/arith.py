@@ -214,6 +214,21 @@ def _fold(op: str, a, b, dtype: str):
     return r
 
 
+def _merge_divmod(terms: dict, const: int):
+    """Fold ``(x // c) * c*k + (x % c) * k`` back into ``x * k`` (undoing a fuse)."""
+    for t, k in list(terms.items()):
+        if not (isinstance(t, Binary) and t.op == "floormod" and isinstance(t.b, Const)):
+            continue
+        q = Binary("floordiv", t.a, t.b, t.dtype)
+        if t in terms and terms.get(q) == k * t.b.value:
+            del terms[t], terms[q]
+            sub, c = linear(t.a)
+            for x, kx in sub.items():
+                terms[x] = terms.get(x, 0) + kx * k
+            const += c * k
+    return {t: k for t, k in terms.items() if k != 0}, const
+
+
 def _simplify_binary(e: Binary, env: dict) -> Expr | None:
     a, b, op, dtype = e.a, e.b, e.op, e.dtype
     if dt.lanes(dtype) != 1:
@@ -223,9 +238,7 @@ def _simplify_binary(e: Binary, env: dict) -> Expr | None:
         return None if r is None else Const(r, dtype)
     isint = dt.is_int(a.dtype)
     if op in ("add", "sub", "mul") and isint:
-        lin = linear(e)
-        out = from_linear(*lin, dtype)
-        return out
+        return from_linear(*_merge_divmod(*linear(e)), dtype)
     if op in ("add", "sub") and isinstance(b, Const) and b.value == 0:
         return a
     if op == "mul" and isinstance(b, Const) and b.value == 1:

@@ -9,6 +9,7 @@ bodies and in ordinary ``if`` tests.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import itertools
 import math
@@ -28,10 +29,10 @@ def structural_equal(a, b) -> bool:
     if type(a) is not type(b):
         return False
     if isinstance(a, Node):
-        return all(structural_equal(getattr(a, f.name), getattr(b, f.name))
+        return builtins.all(structural_equal(getattr(a, f.name), getattr(b, f.name))
                    for f in dataclasses.fields(a))
     if isinstance(a, tuple):
-        return len(a) == len(b) and all(structural_equal(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and builtins.all(structural_equal(x, y) for x, y in zip(a, b))
     return a == b
 
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from ...arith import free_vars, linear, rewrite, simplify as simplify_expr, walk
-from ...te.expr import Binary, Const, Expr
-from ..nodes import For, IfThenElse, PrimFunc
-from .simplify import simplify_stmt
+from ...arith import free_vars, linear, map_children, rewrite, simplify as simplify_expr, walk
+from ...te.expr import Binary, Const, Expr, Var
+from ..nodes import For, IfThenElse, PrimFunc, seq
+from .simplify import simplify, simplify_stmt
 
 
 def _conjuncts(c: Expr):
@@ -37,7 +37,7 @@ def _split_point(term: Expr, loop: For, inner: dict):
         return None
     rmax = Const(const, loop.var.dtype)
     for t, k in terms.items():
-        if t.__class__.__name__ == "Var" and t.uid in inner:
+        if isinstance(t, Var) and t.uid in inner:
             mn, ext = inner[t.uid]
             t_max = mn + ext - 1 if k > 0 else mn
             rmax = rmax + t_max * k
@@ -73,13 +73,13 @@ def _partition(s, env):
         main_body = simplify_stmt(rewrite(s.body, drop), env)
         main = main_body and dataclasses.replace(
             s, extent=simplify_expr(cut - s.min), body=_partition(main_body, env))
-        tail = dataclasses.replace(s, min=cut, extent=simplify_expr(end - cut))
-        from ..nodes import seq
+        tail = dataclasses.replace(s, min=cut, extent=simplify_expr(end - cut),
+                                   body=_partition(s.body, env))
         return seq(main, tail)
-    from ...arith import map_children
     return map_children(s, lambda c: _partition(c, env) if not isinstance(c, Expr) else c)
 
 
 def loop_partition(func: PrimFunc) -> PrimFunc:
-    """Partition every loop that carries a removable tail guard."""
-    return dataclasses.replace(func, body=_partition(func.body, {}))
+    """Partition every loop that carries a removable tail guard, then simplify (so that a tail
+    of one iteration becomes straight-line code with constant inner extents)."""
+    return simplify(dataclasses.replace(func, body=_partition(func.body, {})))
