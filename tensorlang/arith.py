@@ -164,17 +164,21 @@ def linear(e: Expr):
 
 
 def from_linear(terms: dict, const: int, dtype: str) -> Expr:
-    """Rebuild ``sum(coef * term) + const`` with positive terms first, constant last."""
+    """Rebuild ``sum(coef * term) + const``: positive terms first, then the constant when
+    nothing is positive (``63 - i``), then negative terms."""
+    pos = [(t, c) for t, c in terms.items() if c > 0]
+    neg = [(t, -c) for t, c in terms.items() if c < 0]
+
+    def scaled(t, c):
+        return t if c == 1 else Binary("mul", t, Const(c, dtype), dtype)
     out = None
-    ordered = [t for t in terms.items() if t[1] > 0] + [t for t in terms.items() if t[1] < 0]
-    for t, c in ordered:
-        mag = t if abs(c) == 1 else Binary("mul", t, Const(abs(c), dtype), dtype)
-        if out is None:
-            out = mag if c > 0 else Binary("sub", Const(0, dtype), mag, dtype)
-        else:
-            out = Binary("add" if c > 0 else "sub", out, mag, dtype)
-    if out is None:
-        return Const(const, dtype)
+    for t, c in pos:
+        out = scaled(t, c) if out is None else Binary("add", out, scaled(t, c), dtype)
+    if out is None and (const != 0 or not neg):
+        out, const = Const(const, dtype), 0
+    for t, c in neg:
+        out = (Binary("sub", Const(0, dtype), scaled(t, c), dtype) if out is None
+               else Binary("sub", out, scaled(t, c), dtype))
     if const > 0:
         out = Binary("add", out, Const(const, dtype), dtype)
     elif const < 0:
@@ -266,6 +270,11 @@ def _simplify_binary(e: Binary, env: dict) -> Expr | None:
             return simplify(Binary("add", from_linear(q_terms, q_const, dtype), inner, dtype), env)
         return None
     if op in ("min", "max") and isint:
+        if all(isinstance(x, Binary) and x.op == "floordiv" for x in (a, b)) and a.b == b.b \
+                and isinstance(a.b, Const) and a.b.value > 0:
+            d = simplify(Binary("sub", b.a, a.a, dtype), env)   # x // c vs (x + d) // c
+            if isinstance(d, Const):
+                return (a if (d.value >= 0) == (op == "min") else b)
         (a0, a1), (b0, b1) = bound(a, env), bound(b, env)
         if a1 <= b0:
             return a if op == "min" else b

@@ -137,7 +137,7 @@ class FnGen:
         self.n = 0
         self.block = "entry"
         self.in_parallel = in_parallel
-        self.fm = "fast " if mod.fast_math else ""
+        self.fm = "fast " if mod.fast_math else "contract "   # contract: a*b+c may use FMA, as C compilers do
         self.index_ctx = False
 
     # ----------------------------------------------------------------- emission helpers

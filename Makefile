@@ -1,0 +1,33 @@
+# Two commands set up everything from a clean clone:
+#   make demo   - create .venv, install, build the tiled matmul and compare its speed with numpy
+#   make test   - create .venv, install, run the whole test suite
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-fast bench golden clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[all]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/demo_matmul.py
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -n 2 -q -m "not slow"
+
+bench: $(STAMP)
+	$(PY) -m benchmarks
+
+golden: $(STAMP)
+	$(PY) -m pytest -q tests/test_golden.py --update-golden
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

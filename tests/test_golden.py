@@ -1,0 +1,92 @@
+"""Golden IR text: the printed loop IR of a few schedules, compared with tests/golden/*.txt.
+
+Regenerate after an intended change with ``make golden`` (``pytest tests/test_golden.py
+--update-golden``) and review the diff.
+"""
+
+import os
+
+import pytest
+
+import tensorlang as tl
+
+GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
+
+
+def gemm_tiled():
+    """The issue's schedule: tile 32x32, split k by 4, reorder, vectorize, unroll, parallel."""
+    M = N = K = 1024
+    k = tl.reduce_axis((0, K), name="k")
+    A = tl.placeholder((M, K), name="A")
+    B = tl.placeholder((K, N), name="B")
+    C = tl.compute((M, N), lambda i, j: tl.sum(A[i, k] * B[k, j], axis=k), name="C")
+    s = tl.create_schedule(C.op)
+    io, jo, ii, ji = s[C].tile(C.op.axis[0], C.op.axis[1], 32, 32)
+    ko, ki = s[C].split(k, factor=4)
+    s[C].reorder(io, jo, ko, ii, ki, ji)
+    s[C].vectorize(ji)
+    s[C].unroll(ki)
+    s[C].parallel(io)
+    return s, [A, B, C], "mm"
+
+
+def tail_split_vectorized():
+    """A non-divisible split: the main body is vectorized, the tail is a 4-lane vector."""
+    A = tl.placeholder((100,), name="A")
+    B = tl.compute((100,), lambda i: tl.exp(A[i]) + 1.0, name="B")
+    s = tl.create_schedule(B.op)
+    xo, xi = s[B].split(B.op.axis[0], factor=16)
+    s[B].vectorize(xi)
+    return s, [A, B], "tail"
+
+
+def symbolic_rows():
+    """Symbolic extent n: the main loop runs n // 8 guard-free tiles, the tail is guarded."""
+    n = tl.var("n")
+    A = tl.placeholder((n, 64), name="A")
+    k = tl.reduce_axis((0, 64), name="k")
+    R = tl.compute((n,), lambda i: tl.sum(A[i, k] * A[i, k], axis=k), name="R")
+    s = tl.create_schedule(R.op)
+    io, ii = s[R].split(R.op.axis[0], factor=8)
+    s[R].parallel(io)
+    return s, [A, R], "sumsq"
+
+
+def fuse_split_padding():
+    """Fuse, split, and zero padding with if_then_else."""
+    H = W = 10
+    A = tl.placeholder((H, W), name="A")
+    P = tl.compute((H + 2, W + 2), lambda i, j: tl.if_then_else(
+        tl.all(i >= 1, i <= H, j >= 1, j <= W), A[i - 1, j - 1], 0.0), name="P")
+    s = tl.create_schedule(P.op)
+    f = s[P].fuse(*P.op.axis)
+    fo, fi = s[P].split(f, factor=8)
+    s[P].unroll(fi)
+    return s, [A, P], "pad"
+
+
+def two_stages():
+    """An intermediate tensor (allocated on the stack) feeding an output."""
+    A = tl.placeholder((64,), name="A")
+    T = tl.compute((64,), lambda i: A[i] * 2.0, name="T")
+    B = tl.compute((64,), lambda i: T[i] + T[63 - i], name="B")
+    s = tl.create_schedule(B.op)
+    return s, [A, B], "two_stages"
+
+
+CASES = [gemm_tiled, tail_split_vectorized, symbolic_rows, fuse_split_padding, two_stages]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.__name__ for c in CASES])
+def test_golden_ir(case, update_golden):
+    s, args, name = case()
+    text = str(tl.lower(s, args, name=name)) + "\n"
+    path = os.path.join(GOLDEN, f"{case.__name__}.txt")
+    if update_golden or not os.path.exists(path):
+        os.makedirs(GOLDEN, exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+        if not update_golden:
+            pytest.fail(f"golden file {path} was missing and has been written; review and commit it")
+    with open(path) as f:
+        assert text == f.read(), f"IR of {case.__name__} changed; run `make golden` if intended"
