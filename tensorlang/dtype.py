@@ -10,7 +10,7 @@ from .errors import TensorlangTypeError
 SCALAR_TYPES = {
     "bool": 1, "int8": 8, "int16": 16, "int32": 32, "int64": 64,
     "uint8": 8, "uint16": 16, "uint32": 32, "uint64": 64,
-    "float32": 32, "float64": 64,
+    "float16": 16, "float32": 32, "float64": 64,
 }
 _VEC = re.compile(r"^([a-z]+[0-9]*)x([0-9]+)$")
 

@@ -33,7 +33,8 @@ from ..tir.nodes import (Allocate, Broadcast, Buffer, For, IfThenElse, Load, Pri
 
 _SCALAR = {"bool": "i1", "int8": "i8", "int16": "i16", "int32": "i32", "int64": "i64",
            "uint8": "i8", "uint16": "i16", "uint32": "i32", "uint64": "i64",
-           "float32": "float", "float64": "double", "handle": "ptr"}
+           "float16": "half", "float32": "float", "float64": "double", "handle": "ptr"}
+_MANGLE = {"half": "f16", "float": "f32", "double": "f64"}
 
 
 def lty(dtype: str) -> str:
@@ -50,9 +51,9 @@ def sty(dtype: str) -> str:
 def _scalar_literal(value, dtype: str) -> str:
     if dt.is_float(dtype):
         v = float(value)
-        if dtype == "float32":
+        if dtype in ("float16", "float32"):
             import numpy as np
-            v = float(np.float32(v))
+            v = float(np.dtype(dtype).type(v))
         return "0x%016X" % struct.unpack("<Q", struct.pack("<d", v))[0]
     if dt.is_bool(dtype):
         return "true" if value else "false"
@@ -178,7 +179,8 @@ class FnGen:
     def intrinsic(self, name: str, dtype: str, args: list[V], ret: str | None = None) -> V:
         ret = ret or dtype
         n, e = dt.lanes(dtype), _SCALAR[dt.element(dtype)]
-        suffix = e if n == 1 else f"v{n}{'f32' if e == 'float' else 'f64' if e == 'double' else e}"
+        m = _MANGLE.get(e, e)
+        suffix = m if n == 1 else f"v{n}{m}"
         fname = f"llvm.{name}.{suffix}"
         self.mod.declare(fname, f"declare {lty(ret)} @{fname}({', '.join(a.ty for a in args)})")
         return self.emit(f"call {self.fm}{lty(ret)} @{fname}({', '.join(map(str, args))})", ret)
@@ -346,6 +348,8 @@ class FnGen:
             d = self.emit(f"fadd {fm}{self.const(1.0, ty)}, {ex.ref}", ty)
             return self.emit(f"fdiv {fm}{self.const(1.0, ty)}, {d.ref}", ty)
         if e.name == "erf":
+            if dt.element(ty) == "float16":      # no half erf in libm: compute in float32
+                return self.cast(self.libm("erff", self.cast(x, "float32")), ty)
             return self.libm("erf" if dt.element(ty) == "float64" else "erff", x)
         raise NotImplementedError(f"codegen: math function {e.name}")
 
