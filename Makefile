@@ -18,10 +18,11 @@ demo: $(STAMP)
 	$(PY) examples/demo_matmul.py
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 -q -m "not serial"
+	$(PY) -m pytest -q -m serial
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -n 2 -q -m "not slow"
+	$(PY) -m pytest -n 2 -q -m "not slow and not serial"
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

@@ -76,6 +76,7 @@ def matmul_par(parallel: bool, n=512):
     return tl.build(s, [A, B, C], name="par" if parallel else "ser")
 
 
+@pytest.mark.serial
 def test_parallel_loop_uses_gomp_and_both_cores():
     import os
     if (os.cpu_count() or 1) < 2:
@@ -87,18 +88,26 @@ def test_parallel_loop_uses_gomp_and_both_cores():
     c = np.zeros((512, 512), np.float32)
     fp(a, b, c)
     np.testing.assert_allclose(c, a @ b, rtol=1e-4)
-    # both threads busy at once: process CPU time clearly exceeds wall time
-    w0, c0 = time.perf_counter(), time.process_time()
-    for _ in range(10):
-        fp(a, b, c)
-    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-    assert cpu / wall > 1.3, f"cpu/wall = {cpu / wall:.2f}: the parallel loop did not use two cores"
-    # and it beats the serial loop (interleaved medians, so machine noise hits both alike)
-    tp, ts = [], []
+    # Both threads busy at once: process CPU time clearly exceeds wall time. A serial loop
+    # can never pass this; a parallel one can fail it on a loaded machine, hence attempts.
+    ratios = []
     for _ in range(5):
-        tp.append(fp.time_evaluator(number=3)(a, b, c).mean)
-        ts.append(fs.time_evaluator(number=3)(a, b, c).mean)
-    assert statistics.median(tp) < statistics.median(ts)
+        w0, c0 = time.perf_counter(), time.process_time()
+        for _ in range(10):
+            fp(a, b, c)
+        ratios.append((time.process_time() - c0) / (time.perf_counter() - w0))
+        if ratios[-1] > 1.3:
+            break
+    assert max(ratios) > 1.3, f"cpu/wall ratios {ratios}: the parallel loop did not use two cores"
+    # and it beats the serial loop (interleaved medians, so machine noise hits both alike)
+    for _ in range(3):
+        tp, ts = [], []
+        for _ in range(5):
+            tp.append(fp.time_evaluator(number=3)(a, b, c).mean)
+            ts.append(fs.time_evaluator(number=3)(a, b, c).mean)
+        if statistics.median(tp) < statistics.median(ts):
+            break
+    assert statistics.median(tp) < statistics.median(ts), (tp, ts)
 
 
 def test_nested_parallel_loops_do_not_oversubscribe():
