@@ -29,6 +29,10 @@ class ArgumentError(TensorlangValueError):
     """A compiled function was called with arrays that do not match its signature."""
 
 
+class TensorlangIOError(TensorlangError, OSError):
+    """A library could not be written or loaded (missing file, not a tensorlang library)."""
+
+
 class BoundsError(TensorlangError, IndexError):
     """A kernel built with ``bounds_check=True`` accessed a buffer outside its extent."""
 

@@ -415,11 +415,12 @@ class FnGen:
             return access()
         idx = self.index(idx_expr)
         n = dt.lanes(idx.dtype)
-        size = self.splat(self.cast(self.index(buf.shape[0]), idx.dtype), n)
+        size = self.splat(self.cast(self.index(buf.shape[0]), dt.element(idx.dtype)), n)
         booly = dt.with_lanes("bool", n)
         ge = self.emit(f"icmp sge {idx}, {literal(0, idx.dtype)}", booly)
         lt = self.emit(f"icmp slt {idx}, {size.ref}", booly)
         ok = self.emit(f"and {ge}, {lt.ref}", booly)
+        lanes_ok = ok
         if n > 1:
             fname = f"llvm.vector.reduce.and.v{n}i1"
             self.mod.declare(fname, f"declare i1 @{fname}(<{n} x i1>)")
@@ -428,7 +429,14 @@ class FnGen:
         self.emit(f"br {ok}, label %{lok}, label %{lbad}")
         self.start_block(lbad)
         err = self.env[-1]
-        first = idx if n == 1 else self.emit(f"extractelement {idx}, i32 0", dt.element(idx.dtype))
+        first = idx
+        if n > 1:                      # report the first lane that is out of bounds
+            bad = self.emit(f"xor {lanes_ok}, {literal(True, booly)}", booly)
+            bits = self.emit(f"bitcast {bad} to i{n}", f"int{n}" if n in (8, 16, 32, 64) else "int64")
+            self.mod.declare(f"llvm.cttz.i{n}", f"declare i{n} @llvm.cttz.i{n}(i{n}, i1)")
+            lane = self.tmp()
+            self.lines.append(f"  {lane} = call i{n} @llvm.cttz.i{n}(i{n} {bits.ref}, i1 true)")
+            first = self.emit(f"extractelement {idx}, i{n} {lane}", dt.element(idx.dtype))
         wide = self.cast(first, "int64")
         for slot, val in enumerate(("1", str(self.mod.buffer_id(buf.name)), wide.ref)):
             p = self.emit(f"getelementptr i64, ptr {err.ref}, i32 {slot}", "handle")
@@ -638,12 +646,19 @@ def codegen(func: PrimFunc, target, bounds_check: bool = False, fast_math: bool 
     g.stmt(func.body)
     g.emit("ret void")
     mod.functions.insert(0, g.finish(f'define void @"{func.name}"({", ".join(params)}) #0'))
+    unique: dict[int, str] = {}
+    for v in func.shape_vars:            # two different variables may share a name
+        nm, k = v.name, 0
+        while nm in unique.values():
+            k += 1
+            nm = f"{v.name}_{k}"
+        unique[v.uid] = nm
     meta = {
         "name": func.name,
         "params": [{"name": b.name, "dtype": b.dtype,
-                    "shape": [s.value if isinstance(s, Const) else s.name for s in b.shape]}
+                    "shape": [s.value if isinstance(s, Const) else unique[s.uid] for s in b.shape]}
                    for b in func.params],
-        "shape_vars": [{"name": v.name, "dtype": v.dtype} for v in func.shape_vars],
+        "shape_vars": [{"name": unique[v.uid], "dtype": v.dtype} for v in func.shape_vars],
         "outputs": list(func.outputs),
         "buffers": mod.buffer_names,
         "target": str(target),

@@ -12,6 +12,8 @@ import ctypes
 import ctypes.util
 import functools
 import shlex
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import llvmlite.binding as llvm
@@ -84,10 +86,34 @@ class Target:
 
     def machine(self, pic: bool = False):
         init_llvm()
+        if self.mcpu is not None or self.mattr:
+            _check_cpu_and_features(self.cpu, self.features)
         t = llvm.Target.from_triple(llvm.get_process_triple())
         return t.create_target_machine(cpu=self.cpu, features=self.features, opt=3,
                                        reloc="pic" if pic else "default", codemodel="jitdefault"
                                        if not pic else "default", jit=not pic)
+
+
+_PROBE = """
+import sys, llvmlite.binding as llvm
+llvm.initialize_native_target(); llvm.initialize_native_asmprinter()
+t = llvm.Target.from_triple(llvm.get_process_triple())
+tm = t.create_target_machine(cpu=sys.argv[1], features=sys.argv[2], opt=2)
+m = llvm.parse_assembly("define i32 @f(i32 %x) {\\n  ret i32 %x\\n}\\n")
+tm.emit_assembly(m)
+"""
+
+
+@functools.cache
+def _check_cpu_and_features(cpu: str, features: str) -> None:
+    """LLVM aborts the process on some unknown CPUs and only warns about unknown features, so
+    a named target is tried once in a child process and rejected with LLVM's own words."""
+    r = subprocess.run([sys.executable, "-c", _PROBE, cpu, features], capture_output=True, text=True)
+    bad = [line for line in r.stderr.splitlines()
+           if "not a recognized" in line or "not a recognizable" in line or "LLVM ERROR" in line]
+    if r.returncode != 0 or bad:
+        raise TensorlangValueError(f"target -mcpu={cpu} -mattr={features}: LLVM rejects it: "
+                                   + ("; ".join(bad) or r.stderr.strip()[-300:]))
 
 
 def parse_and_optimize(ir_text: str, target: Target, opt_level: int = 3):

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import dtype as dt
-from ..errors import ArgumentError, BoundsError, TensorlangError, TensorlangTypeError
+from ..errors import (ArgumentError, BoundsError, TensorlangIOError, TensorlangTypeError,
+                      TensorlangValueError)
 
 _CTYPE = {"int32": ctypes.c_int32, "int64": ctypes.c_int64, "uint32": ctypes.c_uint32,
           "uint64": ctypes.c_uint64, "int16": ctypes.c_int16, "int8": ctypes.c_int8,
@@ -97,10 +98,10 @@ class Module:
                 raise ArgumentError(f"{name}: argument {pn!r} is not aligned to its element size")
             if pn in meta["outputs"] and not a.flags.writeable:
                 raise ArgumentError(f"{name}: output argument {pn!r} is read-only")
-        for p, a in zip(params, args):
+        for x, (p, a) in enumerate(zip(params, args)):
             if p["name"] in meta["outputs"] and a.size:
-                for q, b in zip(params, args):
-                    if b is not a and b.size and np.may_share_memory(a, b):
+                for y, (q, b) in enumerate(zip(params, args)):
+                    if x != y and b.size and np.may_share_memory(a, b):
                         raise ArgumentError(f"{name}: output {p['name']!r} overlaps argument "
                                             f"{q['name']!r}; outputs must not alias other arguments")
         values = []
@@ -164,7 +165,7 @@ class Module:
             mod = llvm.parse_assembly(self._sources["ll"])
             self._sources["asm"] = Target.parse(self.meta["target"]).machine().emit_assembly(mod)
         if fmt not in self._sources:
-            raise TensorlangError(f"get_source: format {fmt!r} not available; have "
+            raise TensorlangValueError(f"get_source: format {fmt!r} not available; have "
                                   f"{sorted(self._sources) + (['asm'] if 'll' in self._sources else [])}")
         return self._sources[fmt]
 
@@ -172,20 +173,22 @@ class Module:
         """Write a shared library (LLVM object code linked by the system ``cc``) that
         ``tl.load_module`` loads in any process."""
         if "ll" not in self._sources:
-            raise TensorlangError("export_library: this module was loaded from a library; copy the file instead")
+            raise TensorlangIOError("export_library: this module was loaded from a library; copy the file instead")
         from ..codegen.target import Target, init_llvm
         import llvmlite.binding as llvm
         init_llvm()
         mod = llvm.parse_assembly(self._sources["ll"])
         obj = Target.parse(self.meta["target"]).machine(pic=True).emit_object(mod)
+        out = os.path.abspath(path)
+        if not os.path.isdir(os.path.dirname(out)):
+            raise TensorlangIOError(f"export_library: folder {os.path.dirname(out)!r} does not exist")
         with tempfile.TemporaryDirectory() as tmp:
             o = os.path.join(tmp, "kernel.o")
             with open(o, "wb") as f:
                 f.write(obj)
-            out = os.path.abspath(path)
             r = subprocess.run([cc, "-shared", "-o", out, o, "-lgomp", "-lm"], capture_output=True, text=True)
             if r.returncode != 0:
-                raise TensorlangError(f"export_library: linking with {cc} failed:\n{r.stderr}")
+                raise TensorlangIOError(f"export_library: linking with {cc} failed:\n{r.stderr}")
 
 
 _SCRATCH = np.zeros(4, dtype=np.int64)    # error slots for timing runs (arguments already checked)
@@ -194,14 +197,16 @@ _SCRATCH = np.zeros(4, dtype=np.int64)    # error slots for timing runs (argumen
 def load_module(path: str) -> Module:
     """Load a library written by ``Module.export_library``."""
     if not isinstance(path, (str, os.PathLike)) or not os.path.exists(path):
-        raise TensorlangError(f"load_module: no such file {path!r}")
+        raise TensorlangIOError(f"load_module: no such file {path!r}")
+    if not os.path.isfile(path):
+        raise TensorlangIOError(f"load_module: {path!r} is not a tensorlang library (not a file)")
     from ..codegen.target import init_llvm
     init_llvm()   # loads libgomp into the process
     try:
         lib = ctypes.CDLL(os.path.abspath(path))
         get_meta = lib.tensorlang_metadata
     except (OSError, AttributeError) as e:
-        raise TensorlangError(f"load_module: {path!r} is not a tensorlang library ({e})") from None
+        raise TensorlangIOError(f"load_module: {path!r} is not a tensorlang library ({e})") from None
     get_meta.restype = ctypes.c_char_p
     meta = json.loads(get_meta().decode())
     address = ctypes.cast(getattr(lib, meta["name"]), ctypes.c_void_p).value

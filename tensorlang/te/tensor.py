@@ -38,6 +38,9 @@ class Tensor:
             if isinstance(i, slice):
                 raise TensorlangTypeError(f"tensor {self.name!r}: slices are not supported in "
                                           f"compute definitions; index dimension {n} with an expression")
+            if isinstance(i, float):
+                raise TensorlangTypeError(
+                    f"tensor {self.name!r}: index {n} is the float {i!r}; indices must be integers")
             i = E.as_expr(i, "int32")
             if not dt.is_int(i.dtype):
                 raise TensorlangTypeError(
@@ -53,6 +56,18 @@ class Tensor:
 
     def __eq__(self, other):
         return self is other
+
+
+def _scalar_misuse(self, *_):
+    raise TensorlangTypeError(f"tensor {self.name!r} used as a scalar; index it, e.g. "
+                              f"{self.name}[{', '.join('i' + str(k) for k in range(self.ndim))}]")
+
+
+for _op in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "lt", "le", "gt", "ge",
+            "and", "or", "xor"):
+    setattr(Tensor, f"__{_op}__", _scalar_misuse)
+    setattr(Tensor, f"__r{_op}__", _scalar_misuse)
+Tensor.__neg__ = Tensor.__bool__ = _scalar_misuse
 
 
 class Operation:
@@ -121,7 +136,11 @@ def _shape(shape, what: str) -> tuple:
 
 def placeholder(shape, dtype: str = "float32", name: str = "placeholder") -> Tensor:
     """An input tensor of ``shape`` (ints or ``tl.var``) and ``dtype``."""
-    return PlaceholderOp(name, _shape(shape, f"placeholder {name!r}"), dt.check(dtype)).output(0)
+    try:
+        dtype = dt.check(dtype)
+    except TensorlangTypeError as e:
+        raise TensorlangTypeError(f"placeholder {name!r}: {e}") from None
+    return PlaceholderOp(name, _shape(shape, f"placeholder {name!r}"), dtype).output(0)
 
 
 def reduce_axis(dom, name: str = "rv") -> IterVar:
@@ -187,9 +206,15 @@ def comm_reducer(fcombine, fidentity, name: str = "reduce"):
     The returned function is called as ``reducer(expr, axis=k, where=None)``; called with two
     expressions instead (``reducer(a, b)``), it combines them elementwise.
     """
-    def reducer(expr, axis=None, where=None):
-        if axis is not None and not isinstance(axis, (IterVar, list, tuple)):
-            return fcombine(E.as_expr(expr), E.as_expr(axis))
+    def reducer(expr, *rest, axis=None, where=None):
+        if len(rest) > 1:
+            raise TensorlangTypeError(f"{name}: expected (expr, axis) or two expressions")
+        if rest and isinstance(rest[0], (IterVar, list, tuple)) and axis is None:
+            axis = rest[0]
+        elif rest:
+            if axis is not None or where is not None:
+                raise TensorlangTypeError(f"{name}: combining two expressions takes no axis/where")
+            return fcombine(E.as_expr(expr), E.as_expr(rest[0]))
         if axis is None:
             raise TensorlangValueError(f"{name}: pass axis=<reduce axis> (or two expressions)")
         expr = E.as_expr(expr)
