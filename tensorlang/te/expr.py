@@ -214,6 +214,21 @@ class IterVar(ExprOp):
     def dtype(self) -> str:
         return self.var.dtype
 
+    # ``k == 0`` builds an expression (as in TVM); its truth value is identity, so iteration
+    # variables still work as dict keys and in ``in`` tests.
+    def __eq__(self, o):
+        if not isinstance(o, (Expr, IterVar, int, float)):
+            return NotImplemented
+        return binary("eq", self, o)
+
+    def __ne__(self, o):
+        if not isinstance(o, (Expr, IterVar, int, float)):
+            return NotImplemented
+        return binary("ne", self, o)
+
+    def __hash__(self):
+        return hash(self.var.uid)
+
     def __repr__(self):
         dom = f", range({self.dom.min}, {self.dom.min + self.dom.extent})" if self.dom else ""
         return f"IterVar({self.var.name}{dom}, {self.kind})"
