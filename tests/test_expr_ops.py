@@ -220,11 +220,11 @@ def test_int_division_matches_numpy(op, dtype):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("dtype", ["int8", "int32", "int64", "uint8", "uint32", "uint64"])
-@pytest.mark.parametrize("c", [1, 2, 3, 8, 7, -1, -3, -8, 0])
+@pytest.mark.parametrize("dtype,c", [(d, c) for d in ["int8", "int32", "int64", "uint8", "uint32",
+                                                       "uint64"]
+                                     for c in [1, 2, 3, 8, 7, -1, -3, -8, 0]
+                                     if c >= 0 or d in SIGNED])
 def test_int_division_by_constant(c, dtype, mode):
-    if c < 0 and dtype not in SIGNED:
-        pytest.skip("negative constant of an unsigned type")
     rng = _stable_rng(f"divc{c}{dtype}")
     lo = -60 if dtype in SIGNED else 0
     a = rand_ints(rng, dtype, N, lo, 60)
@@ -256,6 +256,86 @@ def test_int_constant_dividend(dtype, mode):
     for tfn, pfn in cases:
         got = ew(tfn, [b], mode)
         assert_exact(got, ref_int(pfn, dtype, b))
+
+
+def _edge_values(dtype):
+    info = np.iinfo(dtype)
+    vals = [info.min, info.min + 1, -7, -3, -1, 0, 1, 3, 7, info.max // 3, info.max - 1, info.max]
+    if info.bits == 64:
+        vals += [2**62 + 1, -(2**62) - 1, 2**53 + 1]
+    return sorted({v for v in vals if info.min <= v <= info.max})
+
+
+FOLD_OPS = {
+    "add": (operator.add, operator.add), "sub": (operator.sub, operator.sub),
+    "mul": (operator.mul, operator.mul), "truediv": (operator.truediv, py_truncdiv),
+    "floordiv": (operator.floordiv, py_floordiv), "mod": (operator.mod, py_floormod),
+    "truncmod": (tl.truncmod, py_truncmod), "min": (tl.min, min), "max": (tl.max, max),
+    "and": (operator.and_, operator.and_), "or": (operator.or_, operator.or_),
+    "xor": (operator.xor, operator.xor),
+    "lt": (operator.lt, operator.lt), "le": (operator.le, operator.le),
+    "eq": (operator.eq, operator.eq), "ne": (operator.ne, operator.ne),
+}
+
+
+def _select_tree(i, exprs, lo=0):
+    """``exprs[i - lo]`` as a balanced tree of if_then_else (shallow for the simplifier)."""
+    if len(exprs) == 1:
+        return exprs[0]
+    mid = len(exprs) // 2
+    return tl.if_then_else(i < lo + mid, _select_tree(i, exprs[:mid], lo),
+                           _select_tree(i, exprs[mid:], lo + mid))
+
+
+@pytest.mark.parametrize("dtype", INT_DTYPES)
+@pytest.mark.parametrize("op", list(FOLD_OPS))
+def test_constant_folding_matches_runtime(op, dtype):
+    """``c1 op c2`` on constants (folded by the simplifier) gives what the same operation on
+    loaded values gives at run time, and what Python's integers give (wrapped to dtype)."""
+    vals = _edge_values(dtype)
+    pairs = [(x, y) for x in vals for y in vals]
+    a = np.array([x for x, _ in pairs], dtype)
+    b = np.array([y for _, y in pairs], dtype)
+    tfn, pfn = FOLD_OPS[op]
+    want = ref_int(pfn, dtype, a, b) if op not in ("lt", "le", "eq", "ne") else \
+        np.array([pfn(x, y) for x, y in pairs])
+    runtime = ew(tfn, [a, b])
+    assert_exact(runtime, want)
+    consts = [tfn(tl.const(x, dtype), tl.const(y, dtype)) for x, y in pairs]
+    C = tl.compute((len(pairs),), lambda i: _select_tree(i, consts), name="C")
+    f = tl.build(tl.create_schedule(C.op), [C])
+    folded = _fill((len(pairs),), C.dtype)
+    f(folded)
+    bad = [(pairs[n], folded[n], want[n]) for n in range(len(pairs)) if folded[n] != want[n]]
+    assert not bad, f"folded {op} on {dtype}: (a, b), got, want: {bad[:5]}"
+
+
+@pytest.mark.parametrize("v", [0.1, 1 / 3, 16777217.0, 2.0**-140, 1e30])
+def test_float32_constant_is_a_float32_value(v):
+    """A float32 constant behaves as ``np.float32(v)``, folded or not: converting it to float64
+    or int64, subtracting and comparing give what the same float32 value loaded from memory
+    gives."""
+    x32 = np.float32(v)
+    near = np.float32(np.nextafter(x32, np.float32(0)))    # the float32 just below
+    cases = [
+        (lambda c: c.astype("float64"), lambda x: np.float64(x)),
+        (lambda c: c.astype("int64") if abs(v) < 2**62 else c.astype("float64"),
+         lambda x: np.int64(x) if abs(v) < 2**62 else np.float64(x)),
+        (lambda c: (c - tl.const(float(near), "float32")).astype("float64"),
+         lambda x: np.float64(x - near)),
+        (lambda c: c == tl.const(float(x32), "float32"), lambda x: x == x32),
+        (lambda c: (c * 3.0).astype("float64"), lambda x: np.float64(x * np.float32(3))),
+    ]
+    A = np.array([x32], np.float32)
+    for tfn, nfn in cases:
+        want = nfn(x32)
+        runtime = ew(lambda t: tfn(t), [A])
+        assert runtime[0] == want, ("runtime", runtime[0], want)
+        C = tl.compute((1,), lambda i: tfn(tl.const(v, "float32")), name="C")
+        f = tl.build(tl.create_schedule(C.op), [C])
+        folded = _fill((1,), C.dtype)
+        f(folded)
+        assert folded[0] == want, ("folded", folded[0], want)
 
 
 # index arithmetic: these go through the simplifier with known loop ranges.
@@ -386,6 +466,18 @@ def test_float_negation_and_literals(dtype, mode):
     for tfn, nfn in cases:
         got = ew(tfn, [a], mode, out_dtype=dtype)
         np.testing.assert_allclose(got, nfn(a).astype(dtype), rtol=1e-6)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_float_negation_keeps_signed_zero(dtype, mode):
+    """``-x`` flips the sign bit, as numpy's negative does: -(+0.0) is -0.0."""
+    a = np.array([0.0, -0.0, 1.5, -2.0] * 3, dtype)
+    got = ew(lambda x: -x, [a], mode)
+    np.testing.assert_array_equal(got, -a)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(-a))
+    with np.errstate(divide="ignore"):
+        np.testing.assert_array_equal(ew(lambda x: 1.0 / -x, [a], mode), 1.0 / -a)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -531,7 +623,8 @@ def test_if_then_else_values(mode):
     got = ew(lambda x: tl.if_then_else(x > 0, x, 0.5), [i], mode, out_dtype="float32")
     np.testing.assert_allclose(got, np.where(i > 0, i, 0.5).astype(np.float32))
     # nested
-    got = ew(lambda x, y: tl.if_then_else(x > 0, tl.if_then_else(y > 0, 1.0, 2.0), 3.0), [a, b], mode)
+    got = ew(lambda x, y: tl.if_then_else(x > 0, tl.if_then_else(y > 0, 1.0, 2.0), 3.0),
+             [a, b], mode)
     np.testing.assert_allclose(got, np.where(a > 0, np.where(b > 0, 1.0, 2.0), 3.0))
 
 
@@ -748,6 +841,7 @@ def test_abs_int(dtype, mode):
     a[0] = np.iinfo(dtype).max
     if dtype in SIGNED:
         a[1] = np.iinfo(dtype).min + 1
+        a[2] = np.iinfo(dtype).min            # wraps to itself, as in numpy
     got = ew(tl.abs, [a], mode, out_dtype=dtype)
     assert_exact(got, np.abs(a))
 
@@ -1163,6 +1257,31 @@ def test_reduction_feeding_elementwise():
     np.testing.assert_allclose(out, e / e.sum(1, keepdims=True), rtol=1e-5)
 
 
+@pytest.mark.parametrize("symbolic", [False, True])
+@pytest.mark.parametrize("sched", ["plain", "both_stages"])
+def test_two_stage_pipeline(sched, symbolic):
+    """An intermediate tensor (on the heap: large or symbolic) read with a shifted index."""
+    n = tl.var("n") if symbolic else 20000
+    A = tl.placeholder((n,), "float32", "A")
+    B = tl.compute((n,), lambda i: A[i] * 2.0, name="B")
+    C = tl.compute((n,), lambda i: B[i] + tl.if_then_else(i > 0, B[i - 1], 0.0), name="C")
+    s = tl.create_schedule(C.op)
+    if sched == "both_stages":
+        bo, bi = s[B].split(B.op.axis[0], factor=16)
+        s[B].vectorize(bi)
+        s[B].parallel(bo)
+        co, ci = s[C].split(C.op.axis[0], factor=8)
+        s[C].vectorize(ci)
+        s[C].parallel(co)
+    f = tl.build(s, [A, C], bounds_check=True)
+    for size in ([1, 17, 20000] if symbolic else [20000]):
+        a = np.arange(size, dtype=np.float32)
+        out = _fill((size,), "float32")
+        f(a, out)
+        b = a * 2
+        np.testing.assert_array_equal(out, b + np.concatenate([[0], b[:-1]]))
+
+
 # --------------------------------------------------------------------------- symbolic extents
 
 SYM_SIZES = [1, 15, 16, 17, 10000]
@@ -1201,6 +1320,24 @@ def test_symbolic_extent_1d(mode):
         f(a, b, out)
         want = a * 2 + b - (np.arange(size) % 3).astype(np.float32)
         np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-6, err_msg=f"n={size}")
+
+
+@pytest.mark.parametrize("mode", ["plain", "split16_vec"])
+def test_symbolic_extent_int64_var(mode):
+    """A symbolic extent declared ``tl.var("n", "int64")``."""
+    n = tl.var("n", "int64")
+    A = tl.placeholder((n,), "float32", "A")
+    C = tl.compute((n,), lambda i: A[i] * 2.0, name="C")
+    s = tl.create_schedule(C.op)
+    if mode == "split16_vec":
+        _, xi = s[C].split(C.op.axis[0], factor=16)
+        s[C].vectorize(xi)
+    f = tl.build(s, [A, C])
+    for size in SYM_SIZES:
+        a = np.arange(size, dtype=np.float32)
+        out = _fill((size,), "float32")
+        f(a, out)
+        np.testing.assert_array_equal(out, a * 2)
 
 
 @pytest.mark.parametrize("mode", ["plain", "split16_vec"])
@@ -1497,6 +1634,82 @@ def test_reorder_3d_permutations():
         out = _fill(shape, "float32")
         f(a, out)
         np.testing.assert_array_equal(out, a * 2, err_msg=str(perm))
+
+
+def test_vectorize_reduce_axis_whose_body_does_not_read_it():
+    """A vectorized reduce axis must still run every iteration of the update (here the
+    summand does not depend on k: the sum is n * A[i])."""
+    A = tl.placeholder((4,), "float32", "A")
+    k = tl.reduce_axis((0, 8), "k")
+    C = tl.compute((4,), lambda i: tl.sum(A[i], axis=k), name="C")
+    s = tl.create_schedule(C.op)
+    s[C].vectorize(k)
+    f = tl.build(s, [A, C])
+    a = np.arange(1, 5, dtype=np.float32)
+    out = _fill((4,), "float32")
+    f(a, out)
+    np.testing.assert_array_equal(out, 8 * a)
+
+
+def test_vectorize_reduce_axis():
+    """Vectorizing a reduce axis (the update cannot be a vector store) stays correct."""
+    rng = _stable_rng("vecred")
+    a = rng.standard_normal((5, 8)).astype(np.float32)
+    A = tl.placeholder((5, 8), "float32", "A")
+    k = tl.reduce_axis((0, 8), "k")
+    C = tl.compute((5,), lambda i: tl.sum(A[i, k], axis=k), name="C")
+    s = tl.create_schedule(C.op)
+    s[C].vectorize(k)
+    f = tl.build(s, [A, C])
+    out = _fill((5,), "float32")
+    f(a, out)
+    np.testing.assert_allclose(out, a.sum(1), rtol=1e-5, atol=1e-6)
+
+
+def test_parallel_loop_split_by_loop_partition():
+    """A parallel loop that loop partitioning cuts in two (its first part runs serially)."""
+    A = tl.placeholder((8,), "float32", "A")
+    C = tl.compute((8,), lambda i: A[i] + 1.0, name="C")
+    s = tl.create_schedule(C.op)
+    xo, xi = s[C].split(C.op.axis[0], nparts=7)      # xi extent 2; 7 * 2 > 8
+    xoo, xoi = s[C].split(xo, nparts=3)              # xoi extent 3; 3 * 3 > 7
+    s[C].parallel(xoo)
+    f = tl.build(s, [A, C])
+    a = np.arange(8, dtype=np.float32)
+    out = _fill((8,), "float32")
+    f(a, out)
+    np.testing.assert_array_equal(out, a + 1)
+
+
+def test_reduce_where_reading_data_with_inexact_reduce_splits():
+    """``where=`` that reads memory is only evaluated inside the split's bounds."""
+    A = tl.placeholder((1,), "float32", "A")
+    k = tl.reduce_axis((0, 1), "k")
+    C = tl.compute((1,), lambda _: tl.sum(A[k], axis=k, where=A[k] > 0), name="C")
+    s = tl.create_schedule(C.op)
+    ko, _ = s[C].split(k, nparts=3)
+    s[C].split(ko, nparts=2)
+    f = tl.build(s, [A, C], bounds_check=True)
+    out = _fill((1,), "float32")
+    f(np.array([2.0], np.float32), out)
+    assert out[0] == 2.0
+
+
+def test_reduce_where_reading_data_with_inexact_split_larger():
+    rng = _stable_rng("whereoob")
+    m, n = 5, 29
+    a = rng.standard_normal((m, n)).astype(np.float32)
+    A = tl.placeholder((m, n), "float32", "A")
+    k = tl.reduce_axis((0, n), "k")
+    C = tl.compute((m,), lambda i: tl.max(A[i, k], axis=k, where=A[i, k] < 0.5), name="C")
+    s = tl.create_schedule(C.op)
+    ko, ki = s[C].split(k, factor=4)
+    s[C].split(ko, nparts=3)
+    s[C].reorder(ki, C.op.axis[0])
+    f = tl.build(s, [A, C], bounds_check=True)
+    out = _fill((m,), "float32")
+    f(a, out)
+    np.testing.assert_array_equal(out, np.where(a < 0.5, a, np.finfo(np.float32).min).max(1))
 
 
 def test_schedule_errors():
