@@ -193,13 +193,15 @@ def _fold(op: str, a, b, dtype: str):
     isint = dt.is_int(dtype) or dt.is_bool(dtype)
     if op in ("div", "floordiv", "floormod", "truncmod") and b == 0:
         return None
+    if not isint and op in ("floordiv", "floormod", "truncmod"):
+        return None            # left to run time: its float rounding is not Python's
     if op == "add": r = a + b
     elif op == "sub": r = a - b
     elif op == "mul": r = a * b
-    elif op == "div": r = (abs(a) // abs(b)) * (1 if (a >= 0) == (b >= 0) else -1) if isint else a / b
+    elif op == "div": r = _truncdiv(a, b) if isint else a / b
     elif op == "floordiv": r = a // b if isint else math.floor(a / b)
     elif op == "floormod": r = a % b if isint else a - math.floor(a / b) * b
-    elif op == "truncmod": r = a - b * int(a / b) if isint else math.fmod(a, b)
+    elif op == "truncmod": r = a - b * _truncdiv(a, b)
     elif op == "min": r = min(a, b)
     elif op == "max": r = max(a, b)
     elif op == "eq": return a == b
@@ -215,7 +217,14 @@ def _fold(op: str, a, b, dtype: str):
         return None
     if dt.is_int(dtype) and not dt.min_value(dtype) <= r <= dt.max_value(dtype):
         return None  # overflow: leave it to run time (wraps there)
+    if dt.is_float(dtype):
+        r = float(dt.to_numpy(dtype).type(r))   # round as the run-time arithmetic would
     return r
+
+
+def _truncdiv(a: int, b: int) -> int:
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b >= 0) else -q
 
 
 def _merge_divmod(terms: dict, const: int):
@@ -243,7 +252,7 @@ def _simplify_binary(e: Binary, env: dict) -> Expr | None:
     isint = dt.is_int(a.dtype)
     if op in ("add", "sub", "mul") and isint:
         return from_linear(*_merge_divmod(*linear(e)), dtype)
-    if op in ("add", "sub") and isinstance(b, Const) and b.value == 0:
+    if op == "sub" and isinstance(b, Const) and b.value == 0:
         return a
     if op == "mul" and isinstance(b, Const) and b.value == 1:
         return a

@@ -505,9 +505,11 @@ def test_build_without_args(rowsum):
 
 def test_arg_not_in_schedule(rowsum):
     s, X, W, S = rowsum
-    other = tl.placeholder((3,), name="Other")
-    with user_error(tl.LoweringError, r"args: tensor 'Other' is not computed or read by this schedule"):
-        tl.lower(s, [X, W, S, other])
+    other = tl.placeholder((3,), name="Other")           # an unused input is allowed (as in TVM)
+    assert [b.name for b in tl.lower(s, [X, W, S, other]).params][-1] == "Other"
+    foreign = tl.compute((3,), lambda i: other[i] * 2.0, name="Foreign")
+    with user_error(tl.LoweringError, r"args: tensor 'Foreign' is not computed by this schedule"):
+        tl.lower(s, [X, W, S, foreign])
 
 
 @pytest.mark.parametrize("what", ["tensor", "list", "None"])

@@ -70,6 +70,13 @@ def literal(value, dtype: str) -> str:
     return "<" + ", ".join(f"{e} {s}" for _ in range(n)) + ">"
 
 
+def _risky(e: Expr) -> bool:
+    """True when evaluating ``e`` reads memory or divides integers (so it may fault)."""
+    return any(isinstance(n, Load) or (isinstance(n, Binary) and n.op in
+               ("div", "floordiv", "floormod", "truncmod") and not dt.is_float(n.dtype))
+               for n in walk(e))
+
+
 class V:
     """An SSA value: its IR dtype and its LLVM reference."""
     __slots__ = ("dtype", "ref")
@@ -216,6 +223,8 @@ class FnGen:
         raise NotImplementedError(f"codegen: {type(e).__name__} {e}")
 
     def binary(self, e: Binary) -> V:
+        if e.op in ("and", "or") and e.dtype == "bool" and _risky(e.b):
+            return self.short_circuit(e)
         a, b = self.ev(e.a), self.ev(e.b)
         op, ty = e.op, e.a.dtype
         if dt.is_float(ty):
@@ -366,11 +375,26 @@ class FnGen:
             out = self.emit(f"insertelement {out}, {r}, i32 {k}", x.dtype)
         return out
 
+    def short_circuit(self, e: Binary) -> V:
+        """``a && b`` / ``a || b`` that evaluates ``b`` only when it matters (``b`` may read
+        memory that ``a`` guards, e.g. a split's tail guard followed by a ``where=``)."""
+        a = self.ev(e.a)
+        start, lb, lm = self.block, self.label("rhs"), self.label("rhs.end")
+        if e.op == "and":
+            self.emit(f"br {a}, label %{lb}, label %{lm}")
+        else:
+            self.emit(f"br {a}, label %{lm}, label %{lb}")
+        self.start_block(lb)
+        b = self.ev(e.b)
+        end = self.block
+        self.br(lm)
+        self.start_block(lm)
+        short = "false" if e.op == "and" else "true"
+        return self.emit(f"phi i1 [ {short}, %{start} ], [ {b.ref}, %{end} ]", "bool")
+
     def select(self, e: Select) -> V:
         c = self.ev(e.cond)
-        risky = any(isinstance(n, Load) or (isinstance(n, Binary) and n.op in
-                    ("div", "floordiv", "floormod", "truncmod") and not dt.is_float(n.dtype))
-                    for br in (e.true_value, e.false_value) for n in walk(br))
+        risky = _risky(e.true_value) or _risky(e.false_value)
         if not risky or dt.lanes(c.dtype) > 1:
             t, f = self.ev(e.true_value), self.ev(e.false_value)
             return self.emit(f"select {c}, {t}, {f}", e.dtype)
@@ -537,6 +561,7 @@ class FnGen:
         self.start_block(lbody)
         self.env[var.uid] = V(var.dtype, i)
         self.stmt(body)
+        del self.env[var.uid]            # out of scope: a later copy of this loop rebinds it
         nxt = self.emit(f"add nsw {ty} {i}, 1", var.dtype)
         latch = self.block
         self.br(head)
@@ -546,8 +571,9 @@ class FnGen:
     def parallel_for(self, s: For) -> None:
         """Outline the loop body into a function run by every thread of a GOMP team."""
         captured = {}
+        inner = {n.var.uid for n in walk(s) if isinstance(n, For)}
         for n in walk(s):
-            if isinstance(n, Var) and n.uid in self.env:
+            if isinstance(n, Var) and n.uid in self.env and n.uid not in inner:
                 captured[n.uid] = self.env[n.uid]
             if isinstance(n, (Load, Store, Allocate)):
                 b = n.buffer
@@ -601,6 +627,7 @@ class FnGen:
             self.entry_allocas.append(f"  {p} = alloca {et}, i64 {max(n, 1)}, align 64")
             self.env[b.data.uid] = V("handle", p)
             self.stmt(s.body)
+            del self.env[b.data.uid]
             return
         count = self.cast(self.ev(b.shape[0]), "int64")
         nbytes = self.emit(f"mul i64 {count.ref}, {dt.itemsize(b.dtype)}", "int64")
@@ -619,6 +646,7 @@ class FnGen:
         self.start_block(lok)
         self.env[b.data.uid] = p
         self.stmt(s.body)
+        del self.env[b.data.uid]
         self.emit(f"call void @free(ptr {p.ref})")
         self.br(lend)
         self.start_block(lend)

@@ -21,8 +21,8 @@ def root_ranges(stage: Stage) -> dict:
 def stage_ranges(stage: Stage, roots: dict) -> dict:
     """Propagate root ranges through the stage's split and fuse relations."""
     rng = dict(roots)
-    zero = Const(0, "int32")
     for rel in stage.relations:
+        zero = Const(0, (rel.fused if isinstance(rel, Fuse) else rel.parent).dtype)
         if isinstance(rel, Split):
             ext = rng[rel.parent].extent
             if rel.factor is not None:

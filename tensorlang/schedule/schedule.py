@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..dtype import promote
 from ..errors import ScheduleError, TensorlangTypeError
 from ..te.expr import Const, Expr, IterVar, Var
 from ..te.tensor import ComputeOp, Operation, PlaceholderOp, Tensor
@@ -106,8 +107,8 @@ class Stage:
             raise ScheduleError(f"stage {self.op.name!r}.split({parent.name}): give exactly one "
                                 "of factor= or nparts=")
         factor, nparts = self._positive(factor, "factor"), self._positive(nparts, "nparts")
-        outer = IterVar(None, Var(f"{parent.name}.outer"), parent.kind)
-        inner = IterVar(None, Var(f"{parent.name}.inner"), parent.kind)
+        outer = IterVar(None, Var(f"{parent.name}.outer", parent.dtype), parent.kind)
+        inner = IterVar(None, Var(f"{parent.name}.inner", parent.dtype), parent.kind)
         self.relations.append(Split(parent, outer, inner, factor, nparts))
         self._replace(parent, [outer, inner])
         return outer, inner
@@ -136,7 +137,8 @@ class Stage:
                                 f"axes ({', '.join(iv.name + ':' + iv.kind for iv in ivs)})")
         fused = ivs[0]
         for inner in ivs[1:]:
-            new = IterVar(None, Var(f"{fused.name}.{inner.name}.fused"), inner.kind)
+            new = IterVar(None, Var(f"{fused.name}.{inner.name}.fused",
+                                    promote(fused.dtype, inner.dtype)), inner.kind)
             self.relations.append(Fuse(fused, inner, new))
             self._replace_many([fused, inner], new)
             fused = new

@@ -77,7 +77,10 @@ class ExprOp:
     def __rfloordiv__(self, o): return binary("floordiv", o, self)
     def __mod__(self, o): return binary("floormod", self, o)
     def __rmod__(self, o): return binary("floormod", o, self)
-    def __neg__(self): return binary("sub", 0, self)
+    def __neg__(self):
+        # -0.0 - x (not 0 - x) keeps the sign of zero for floats; LLVM reads it as fneg
+        x = as_expr(self)
+        return binary("sub", -0.0 if dt.is_float(x.dtype) else 0, x)
     def __lt__(self, o): return binary("lt", self, o)
     def __le__(self, o): return binary("le", self, o)
     def __gt__(self, o): return binary("gt", self, o)
@@ -194,6 +197,7 @@ class Range(Node):
     def of(lo, hi) -> "Range":
         lo, hi = as_expr(lo, "int32"), as_expr(hi, "int32")
         from ..arith import simplify
+        lo = cast(dt.promote(lo.dtype, hi.dtype), lo) if dt.is_int(lo.dtype) and dt.is_int(hi.dtype) else lo
         return Range(lo, simplify(hi - lo))
 
 
@@ -273,7 +277,7 @@ def const(value, dtype: str | None = None) -> Const:
     if dt.is_bool(dtype):
         return Const(bool(value), dtype)
     if dt.is_float(dtype):
-        return Const(float(value), dtype)
+        return Const(float(dt.to_numpy(dtype).type(value)), dtype)   # rounded to dtype
     if isinstance(value, float) and not float(value).is_integer():
         raise TensorlangValueError(f"constant {value} is not an integer but dtype is {dtype}")
     value = int(value)
@@ -354,7 +358,7 @@ def cast(dtype: str, x) -> Expr:
         if dt.is_bool(dtype):
             return Const(bool(v), dtype)
         if dt.is_float(dtype):
-            return Const(float(v), dtype)
+            return Const(float(dt.to_numpy(dtype).type(v)), dtype)
         if dt.is_int(dtype) and isinstance(v, float) and not math.isfinite(v):
             return Cast(x, dtype)
         import numpy as np

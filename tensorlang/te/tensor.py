@@ -151,7 +151,9 @@ def reduce_axis(dom, name: str = "rv") -> IterVar:
         rng = Range.of(*dom)
     else:
         raise TensorlangTypeError(f"reduce_axis {name!r}: dom must be (lo, hi), got {dom!r}")
-    return IterVar(rng, Var(name), "reduce")
+    if not dt.is_int(rng.extent.dtype):
+        raise TensorlangTypeError(f"reduce_axis {name!r}: bounds must be integers, got {rng.extent.dtype}")
+    return IterVar(rng, Var(name, rng.extent.dtype), "reduce")
 
 
 def compute(shape, fcompute, name: str = "compute", tag: str = "", attrs=None) -> Tensor:
@@ -173,7 +175,8 @@ def compute(shape, fcompute, name: str = "compute", tag: str = "", attrs=None) -
     else:
         names = []
     names = names + [f"ax{n}" for n in range(len(names), len(shape))]
-    axis = [IterVar(Range(E.const(0), s), Var(nm), "data") for nm, s in zip(names, shape)]
+    axis = [IterVar(Range(E.const(0, s.dtype), s), Var(nm, s.dtype), "data")
+            for nm, s in zip(names, shape)]
     body = fcompute(*[iv.var for iv in axis])
     if isinstance(body, (list, tuple)):
         raise TensorlangTypeError(f"compute {name!r}: multiple outputs are not supported yet")

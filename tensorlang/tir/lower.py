@@ -23,7 +23,7 @@ from ..arith import const_int, free_vars, rewrite, simplify, substitute
 from ..errors import LoweringError, TensorlangTypeError
 from ..schedule.bound import infer_bounds, split_is_exact
 from ..schedule.schedule import Fuse, Schedule, Split, Stage
-from ..te.expr import Const, Reduce, TensorLoad, Var
+from ..te.expr import Const, Reduce, TensorLoad, Var, cast
 from ..te.tensor import ComputeOp, PlaceholderOp, Tensor
 from .nodes import Allocate, Buffer, For, IfThenElse, Load, PrimFunc, Store, seq
 
@@ -62,8 +62,8 @@ def _nest(loops: list, body, guards: list, kinds: dict, annotations: dict, rng: 
             body = IfThenElse(cond, body)
         if d >= 0:
             iv, var = loops[d]
-            body = For(var, Const(0, "int32"), rng[iv].extent, kinds.get(iv, "serial"), body,
-                       tuple(annotations.get(iv, ())))
+            body = For(var, Const(0, var.dtype), simplify(cast(var.dtype, rng[iv].extent)),
+                       kinds.get(iv, "serial"), body, tuple(annotations.get(iv, ())))
     return body
 
 
@@ -156,8 +156,8 @@ def lower_schedule(sch: Schedule, args: list, name: str) -> PrimFunc:
             raise TensorlangTypeError(f"args: expected tensors, got {type(a).__name__} {a!r}")
         if a in buffers:
             raise TensorlangTypeError(f"args: tensor {a.name!r} is listed twice")
-        if a.op not in sch.stage_map:
-            raise LoweringError(f"args: tensor {a.name!r} is not computed or read by this schedule")
+        if a.op not in sch.stage_map and not isinstance(a.op, PlaceholderOp):
+            raise LoweringError(f"args: tensor {a.name!r} is not computed by this schedule")
         buffers[a] = new_buffer(a)
     params = tuple(buffers.values())
 

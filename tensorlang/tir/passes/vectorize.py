@@ -93,6 +93,9 @@ class _Vectorizer:
                 if _lanes(val) > 1:
                     raise _CannotVectorize("every lane stores to the same element "
                                            "(a reduction over the vectorized axis)")
+                if any(isinstance(n, Load) for n in walk(val)):
+                    # must still run once per iteration (e.g. an accumulation)
+                    raise _CannotVectorize("a store that does not depend on the vectorized axis")
                 return s
             if not (isinstance(idx, Ramp) and const_int(idx.stride) not in (None, 0)):
                 raise _CannotVectorize(f"scatter store with index {idx}")
