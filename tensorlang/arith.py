@@ -97,7 +97,10 @@ def bound(e: Expr, env: dict) -> tuple:
     if isinstance(e, Var):
         return env.get(e.uid, (-INF, INF))
     if isinstance(e, Cast) and dt.is_int(e.dtype) and dt.is_int(e.value.dtype):
-        return bound(e.value, env)
+        lo, hi = bound(e.value, env)
+        if dt.min_value(e.dtype) <= lo and hi <= dt.max_value(e.dtype):
+            return lo, hi                     # the value fits: the cast changes nothing
+        return dt.min_value(e.dtype), dt.max_value(e.dtype)
     if isinstance(e, Binary) and dt.lanes(e.dtype) == 1 and dt.is_int(e.dtype):
         (a0, a1), (b0, b1) = bound(e.a, env), bound(e.b, env)
         op = e.op
@@ -202,6 +205,7 @@ def _fold(op: str, a, b, dtype: str):
     elif op == "floordiv": r = a // b if isint else math.floor(a / b)
     elif op == "floormod": r = a % b if isint else a - math.floor(a / b) * b
     elif op == "truncmod": r = a - b * _truncdiv(a, b)
+    elif op in ("min", "max") and not isint and (math.isnan(a) or math.isnan(b)): r = math.nan
     elif op == "min": r = min(a, b)
     elif op == "max": r = max(a, b)
     elif op == "eq": return a == b
@@ -242,6 +246,27 @@ def _merge_divmod(terms: dict, const: int):
     return {t: k for t, k in terms.items() if k != 0}, const
 
 
+_INDEX_OPS = ("add", "sub", "mul", "floordiv", "floormod", "min", "max")
+
+
+def is_index_expr(e: Expr) -> bool:
+    """True for signed 32/64-bit arithmetic of variables and constants: index arithmetic,
+    which never wraps (sizes are checked), so algebra over unbounded integers is exact for it.
+    Data (loads, casts, narrow or unsigned types) may wrap and is only constant-folded."""
+    r = e.__dict__.get("_index")
+    if r is None:
+        if e.dtype not in ("int32", "int64"):
+            r = False
+        elif isinstance(e, (Var, Const)):
+            r = True
+        elif isinstance(e, Cast):        # widening int32 -> int64 is exact
+            r = e.dtype == "int64" and e.value.dtype == "int32" and is_index_expr(e.value)
+        else:
+            r = isinstance(e, Binary) and e.op in _INDEX_OPS and is_index_expr(e.a) and is_index_expr(e.b)
+        object.__setattr__(e, "_index", r)
+    return r
+
+
 def _simplify_binary(e: Binary, env: dict) -> Expr | None:
     a, b, op, dtype = e.a, e.b, e.op, e.dtype
     if dt.lanes(dtype) != 1:
@@ -249,7 +274,7 @@ def _simplify_binary(e: Binary, env: dict) -> Expr | None:
     if isinstance(a, Const) and isinstance(b, Const):
         r = _fold(op, a.value, b.value, a.dtype)
         return None if r is None else Const(r, dtype)
-    isint = dt.is_int(a.dtype)
+    isint = is_index_expr(a) and is_index_expr(b)
     if op in ("add", "sub", "mul") and isint:
         return from_linear(*_merge_divmod(*linear(e)), dtype)
     if op == "sub" and isinstance(b, Const) and b.value == 0:

@@ -305,12 +305,39 @@ class FnGen:
                               dt.with_lanes("bool", dt.lanes(ty)))
                 return self.emit(f"select {c}, {a}, {b}", ty)
             return self.intrinsic("minimum" if op == "min" else "maximum", ty, [a, b])
-        q = self.emit(f"fdiv {fm}{a}, {b.ref}", ty)
-        fq = self.intrinsic("floor", ty, [q])
-        if op == "floordiv":
-            return fq
-        prod = self.emit(f"fmul {fm}{fq}, {b.ref}", ty)
-        return self.emit(f"fsub {fm}{a}, {prod.ref}", ty)          # floormod
+        return self.float_divmod(op, a, b)
+
+    def float_divmod(self, op: str, a: V, b: V) -> V:
+        """Python/numpy ``//`` and ``%`` on floats (numpy's npy_divmod): the remainder comes
+        from ``frem`` and takes the divisor's sign; the quotient is rounded from (a - mod)/b."""
+        fm = "fast " if self.mod.fast_math else ""      # no FMA contraction here: exactness
+        ty = a.dtype
+        booly = dt.with_lanes("bool", dt.lanes(ty))
+        zero, one, half = (self.const(v, ty) for v in (0.0, 1.0, 0.5))
+        mod = self.emit(f"frem {fm}{a}, {b.ref}", ty)
+        nz = self.emit(f"fcmp {fm}une {mod}, {zero.ref}", booly)
+        bneg = self.emit(f"fcmp {fm}olt {b}, {zero.ref}", booly)
+        mneg = self.emit(f"fcmp {fm}olt {mod}, {zero.ref}", booly)
+        differ = self.emit(f"xor {bneg}, {mneg.ref}", booly)
+        adj = self.emit(f"and {nz}, {differ.ref}", booly)
+        if op == "floormod":
+            fixed = self.emit(f"fadd {fm}{mod}, {b.ref}", ty)
+            m2 = self.emit(f"select {adj}, {fixed}, {mod}", ty)
+            signed0 = self.intrinsic("copysign", ty, [zero, b])
+            return self.emit(f"select {nz}, {m2}, {signed0}", ty)
+        diff = self.emit(f"fsub {fm}{a}, {mod.ref}", ty)
+        div = self.emit(f"fdiv {fm}{diff}, {b.ref}", ty)
+        dm1 = self.emit(f"fsub {fm}{div}, {one.ref}", ty)
+        div = self.emit(f"select {adj}, {dm1}, {div}", ty)
+        fl = self.intrinsic("floor", ty, [div])
+        frac = self.emit(f"fsub {fm}{div}, {fl.ref}", ty)
+        up = self.emit(f"fcmp {fm}ogt {frac}, {half.ref}", booly)
+        fl1 = self.emit(f"fadd {fm}{fl}, {one.ref}", ty)
+        fl = self.emit(f"select {up}, {fl1}, {fl}", ty)
+        dnz = self.emit(f"fcmp {fm}une {div}, {zero.ref}", booly)
+        quot = self.emit(f"fdiv {fm}{a}, {b.ref}", ty)
+        signed0 = self.intrinsic("copysign", ty, [zero, quot])
+        return self.emit(f"select {dnz}, {fl}, {signed0}", ty)
 
     def cast(self, v: V, to: str) -> V:
         fr = v.dtype
@@ -414,11 +441,14 @@ class FnGen:
     # ----------------------------------------------------------------- memory
 
     def index(self, e: Expr) -> V:
-        self.index_ctx = True
+        """An index, widened to int64 (zero-extended when unsigned) for address arithmetic;
+        signed index arithmetic is emitted with ``nsw`` (the runtime checks sizes)."""
+        prev, self.index_ctx = self.index_ctx, True
         try:
-            return self.ev(e)
+            v = self.ev(e)
         finally:
-            self.index_ctx = False
+            self.index_ctx = prev
+        return self.cast(v, "int64")
 
     def address(self, buf: Buffer, idx_expr: Expr, dtype: str):
         """(pointer or vector of pointers, lanes, contiguous?) of an access."""
@@ -439,7 +469,7 @@ class FnGen:
             return access()
         idx = self.index(idx_expr)
         n = dt.lanes(idx.dtype)
-        size = self.splat(self.cast(self.index(buf.shape[0]), dt.element(idx.dtype)), n)
+        size = self.splat(self.index(buf.shape[0]), n)
         booly = dt.with_lanes("bool", n)
         ge = self.emit(f"icmp sge {idx}, {literal(0, idx.dtype)}", booly)
         lt = self.emit(f"icmp slt {idx}, {size.ref}", booly)
@@ -461,10 +491,19 @@ class FnGen:
             lane = self.tmp()
             self.lines.append(f"  {lane} = call i{n} @llvm.cttz.i{n}(i{n} {bits.ref}, i1 true)")
             first = self.emit(f"extractelement {idx}, i{n} {lane}", dt.element(idx.dtype))
-        wide = self.cast(first, "int64")
-        for slot, val in enumerate(("1", str(self.mod.buffer_id(buf.name)), wide.ref)):
+        # only the first violation is recorded (threads of a parallel loop may race here)
+        won = self.emit(f"cmpxchg ptr {err.ref}, i64 0, i64 1 seq_cst seq_cst", "handle")
+        flag = self.tmp()
+        self.lines.append(f"  {flag} = extractvalue {{ i64, i1 }} {won.ref}, 1")
+        lrec, lskip = self.label("record"), self.label("recorded")
+        self.emit(f"br i1 {flag}, label %{lrec}, label %{lskip}")
+        self.start_block(lrec)
+        for slot, val in ((1, str(self.mod.buffer_id(buf.name))), (2, first.ref)):
             p = self.emit(f"getelementptr i64, ptr {err.ref}, i32 {slot}", "handle")
             self.emit(f"store i64 {val}, ptr {p.ref}")
+        self.br(lskip)
+        self.start_block(lskip)
+        lbad = self.block
         self.br(lend)
         self.start_block(lok)
         v = access()
@@ -487,12 +526,13 @@ class FnGen:
                 el = dt.element(e.dtype)
                 raw = V(e.dtype, "poison")
                 for k in range(dt.lanes(e.dtype)):
-                    i = self.emit(f"extractelement {ptr}, i32 {k}", dt.element(ptr.dtype))
+                    i = self.emit(f"extractelement {ptr}, i32 {k}", "int64")
                     p = self.emit(f"getelementptr inbounds {sty(el)}, ptr {self.env[e.buffer.data.uid].ref}, {i}", "handle")
                     x = self.emit(f"load {sty(el)}, ptr {p.ref}, align {align}", el)
                     raw = self.emit(f"insertelement {st} {raw.ref}, {sty(el)} {x.ref}, i32 {k}", e.dtype)
-            if dt.is_bool(e.dtype):
-                return self.emit(f"trunc {st} {raw.ref} to {lty(e.dtype)}", e.dtype)
+            if dt.is_bool(e.dtype):         # any nonzero byte is True, as in numpy
+                zero = "zeroinitializer" if dt.lanes(e.dtype) > 1 else "0"
+                return self.emit(f"icmp ne {st} {raw.ref}, {zero}", e.dtype)
             return raw
         return self.checked(e.buffer, e.indices[0], access)
 
@@ -511,7 +551,7 @@ class FnGen:
             else:
                 el = dt.element(val.dtype)
                 for k in range(dt.lanes(val.dtype)):
-                    i = self.emit(f"extractelement {ptr}, i32 {k}", dt.element(ptr.dtype))
+                    i = self.emit(f"extractelement {ptr}, i32 {k}", "int64")
                     p = self.emit(f"getelementptr inbounds {sty(el)}, ptr {self.env[s.buffer.data.uid].ref}, {i}", "handle")
                     x = self.emit(f"extractelement {st} {v.ref}, i32 {k}", el)
                     self.emit(f"store {sty(el)} {x.ref}, ptr {p.ref}, align {align}")

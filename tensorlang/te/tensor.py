@@ -8,6 +8,7 @@ each element by an expression of its indices (``op.axis``), possibly a reduction
 from __future__ import annotations
 
 import inspect
+import math
 
 from .. import dtype as dt
 from ..errors import TensorlangTypeError, TensorlangValueError
@@ -236,5 +237,13 @@ def comm_reducer(fcombine, fidentity, name: str = "reduce"):
 
 
 sum = comm_reducer(lambda x, y: x + y, lambda t: E.const(0, t), name="sum")  # noqa: A001
-max = comm_reducer(lambda x, y: E.binary("max", x, y), E.min_value, name="max")  # noqa: A001
-min = comm_reducer(lambda x, y: E.binary("min", x, y), E.max_value, name="min")  # noqa: A001
+def _lowest(t):      # -inf for floats (numpy's max of all -inf is -inf), else the minimum
+    return E.const(-math.inf, t) if dt.is_float(t) else E.min_value(t)
+
+
+def _highest(t):
+    return E.const(math.inf, t) if dt.is_float(t) else E.max_value(t)
+
+
+max = comm_reducer(lambda x, y: E.binary("max", x, y), _lowest, name="max")  # noqa: A001
+min = comm_reducer(lambda x, y: E.binary("min", x, y), _highest, name="min")  # noqa: A001

@@ -99,7 +99,7 @@ class Printer:
         if dt.is_float(c.dtype):
             text = repr(float(c.value))
             return text + "f" if c.dtype == "float32" else text
-        return str(c.value) if c.dtype == "int32" else f"{c.dtype}({c.value})"
+        return str(c.value) if c.dtype in ("int32", "int64") else f"{c.dtype}({c.value})"
 
     def range(self, r: Range) -> str:
         if isinstance(r.min, Const) and r.min.value == 0:

@@ -50,7 +50,7 @@ def _split_point(term: Expr, loop: For, inner: dict):
     return (0 - rmax - 1) // c + 1
 
 
-def _partition(s, env):
+def _partition(s):
     if isinstance(s, For):
         inner = {n.var.uid: (n.min, n.extent) for n in walk(s.body) if isinstance(n, For)}
         guards = [t for n in walk(s.body) if isinstance(n, IfThenElse) and n.else_case is None
@@ -62,7 +62,7 @@ def _partition(s, env):
                 cut = m if cut is None else Binary("min", cut, m, m.dtype)
                 removed.append(g)
         if cut is None:
-            return dataclasses.replace(s, body=_partition(s.body, env))
+            return dataclasses.replace(s, body=_partition(s.body))
         end = s.min + s.extent
         cut = simplify_expr(Binary("max", s.min, Binary("min", cut, end, end.dtype), end.dtype))
 
@@ -70,16 +70,16 @@ def _partition(s, env):
             if isinstance(n, Binary) and any(n == g for g in removed):
                 return Const(True, "bool")
             return None
-        main_body = simplify_stmt(rewrite(s.body, drop), env)
+        main_body = simplify_stmt(rewrite(s.body, drop), {})
         main = main_body and dataclasses.replace(
-            s, extent=simplify_expr(cut - s.min), body=_partition(main_body, env))
+            s, extent=simplify_expr(cut - s.min), body=_partition(main_body))
         tail = dataclasses.replace(s, min=cut, extent=simplify_expr(end - cut),
-                                   body=_partition(s.body, env))
+                                   body=_partition(s.body))
         return seq(main, tail)
-    return map_children(s, lambda c: _partition(c, env) if not isinstance(c, Expr) else c)
+    return map_children(s, lambda c: _partition(c) if not isinstance(c, Expr) else c)
 
 
 def loop_partition(func: PrimFunc) -> PrimFunc:
     """Partition every loop that carries a removable tail guard, then simplify (so that a tail
     of one iteration becomes straight-line code with constant inner extents)."""
-    return simplify(dataclasses.replace(func, body=_partition(func.body, {})))
+    return simplify(dataclasses.replace(func, body=_partition(func.body)))

@@ -12,10 +12,9 @@ from ..nodes import Allocate, For, IfThenElse, PrimFunc, Seq, Stmt, Store, seq
 
 
 def loop_range(mn: Expr, ext: Expr, env: dict) -> tuple:
-    lo, _ = bound(mn, env)
-    _, hi_min = bound(mn, env)
-    _, hi_ext = bound(ext, env)
-    return lo, hi_min + hi_ext - 1
+    """Inclusive range of a loop variable running over ``[mn, mn + ext)``."""
+    lo, hi = bound(mn, env)
+    return lo, hi + bound(ext, env)[1] - 1
 
 
 def simplify_stmt(s: Stmt, env: dict) -> Stmt | None:

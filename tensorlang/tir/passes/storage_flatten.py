@@ -1,29 +1,52 @@
 """Storage flattening: multi-dimensional accesses ``C[i, j]`` become accesses of a flat,
 row-major buffer ``C[i*N + j]``. Parameters keep their shapes (the runtime checks them); the
-body sees one-dimensional buffers that share the parameters' data pointers."""
+body sees one-dimensional buffers that share the parameters' data pointers.
+
+Flat offsets are int32 when they provably stay below 2**31, and int64
+otherwise (symbolic or huge shapes), so that no offset or allocation size can wrap."""
 
 from __future__ import annotations
 
 import dataclasses
 
 from ...arith import rewrite, simplify as simplify_expr
+from ...te.expr import Expr, cast
 from ..nodes import Allocate, Buffer, Load, PrimFunc, Store
 
 
+def offset_dtype(b: Buffer) -> str:
+    """int32 when every offset fits: a known size below 2**31, or one dimension (whose index
+    is below its extent, itself an int32 value)."""
+    size = b.const_size()
+    if len(b.shape) == 1 and b.shape[0].dtype == "int32" or size is not None and size < 2**31:
+        return "int32"
+    return "int64"
+
+
+def _widen(b: Buffer, exprs) -> tuple:
+    t = offset_dtype(b)
+    return tuple(e if e.dtype == t else cast(t, e) for e in exprs)
+
+
 def flat(b: Buffer) -> Buffer:
-    return b if len(b.shape) == 1 else Buffer(b.name, b.dtype, (simplify_expr(b.size()),), b.data)
+    if len(b.shape) == 1 and b.shape[0].dtype == offset_dtype(b):
+        return b
+    wide = Buffer(b.name, b.dtype, _widen(b, b.shape), b.data)
+    return Buffer(b.name, b.dtype, (simplify_expr(wide.size()),), b.data)
+
+
+def flat_index(b: Buffer, indices) -> Expr:
+    wide = Buffer(b.name, b.dtype, _widen(b, b.shape), b.data)
+    return simplify_expr(wide.flat_index(_widen(b, indices)))
 
 
 def storage_flatten(func: PrimFunc) -> PrimFunc:
     """Rewrite every Load/Store/Allocate to a one-dimensional buffer."""
     def fn(n):
-        if isinstance(n, Load) and len(n.indices) != 1:
-            return Load(flat(n.buffer), (simplify_expr(n.buffer.flat_index(n.indices)),), n.dtype)
-        if isinstance(n, Store) and len(n.indices) != 1:
-            return Store(flat(n.buffer), (simplify_expr(n.buffer.flat_index(n.indices)),), n.value)
+        if isinstance(n, (Load, Store)) and n.buffer is not flat(n.buffer):
+            return dataclasses.replace(n, buffer=flat(n.buffer),
+                                       indices=(flat_index(n.buffer, n.indices),))
         if isinstance(n, Allocate):
-            return dataclasses.replace(n, buffer=flat(n.buffer))
-        if isinstance(n, (Load, Store)) and len(n.buffer.shape) != 1:
             return dataclasses.replace(n, buffer=flat(n.buffer))
         return None
     return dataclasses.replace(func, body=rewrite(func.body, fn))

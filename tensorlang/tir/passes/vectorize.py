@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 
 from ... import dtype as dt
-from ...arith import const_int, map_children, rewrite, walk
+from ...arith import const_int, map_children, rewrite, substitute, walk
 from ...te.expr import Binary, Call, Cast, Const, Expr, Not, Select, Var, result_dtype
 from ..nodes import Allocate, Broadcast, For, IfThenElse, Load, PrimFunc, Ramp, Seq, Store, broadcast
 
@@ -118,6 +118,8 @@ class _Vectorizer:
 def vectorize_loop(loop: For):
     """The vector form of one ``vectorized`` loop, or the loop made serial with a note."""
     n = const_int(loop.extent)
+    if n is not None and n <= 1:         # nothing to vectorize: zero or one iteration
+        return Seq(()) if n <= 0 else substitute(loop.body, {loop.var: loop.min})
     try:
         if n is None:
             raise _CannotVectorize(f"non-constant extent {loop.extent}")
