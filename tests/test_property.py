@@ -21,6 +21,7 @@ Hypothesis runs derandomized (a fixed seed derived from each test) so that CI is
 """
 
 import math
+import os
 
 import numpy as np
 from hypothesis import HealthCheck, assume, given, settings
@@ -28,7 +29,10 @@ from hypothesis import strategies as st
 
 import tensorlang as tl
 
-SETTINGS = settings(max_examples=40, deadline=None, derandomize=True, database=None,
+# For a long, randomized bug hunt: TENSORLANG_PROPERTY_EXAMPLES=2000 TENSORLANG_PROPERTY_RANDOM=1
+_N = int(os.environ.get("TENSORLANG_PROPERTY_EXAMPLES", "40"))
+_RANDOM = os.environ.get("TENSORLANG_PROPERTY_RANDOM", "") not in ("", "0")
+SETTINGS = settings(max_examples=_N, deadline=None, derandomize=not _RANDOM, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 UNARY = ["neg", "abs", "tanh", "sigmoid", "sqrt_abs", "exp_tanh"]
