@@ -230,7 +230,9 @@ class FnGen:
         if dt.is_float(ty):
             return self.float_binary(op, a, b, e.dtype)
         signed = not dt.is_uint(ty) and not dt.is_bool(ty)
-        nsw = " nsw" if self.index_ctx and signed else ""
+        # nsw lets LLVM widen index arithmetic; not under bounds_check, where an index that
+        # overflows must still be caught rather than become poison
+        nsw = " nsw" if self.index_ctx and signed and not self.mod.bounds_check else ""
         simple = {"add": f"add{nsw}", "sub": f"sub{nsw}", "mul": f"mul{nsw}",
                   "and": "and", "or": "or", "xor": "xor"}
         if op in simple:

@@ -18,7 +18,7 @@ Variables that share a name get a numeric suffix so that every printed name is u
 from __future__ import annotations
 
 from .. import dtype as dt
-from ..te.expr import (Binary, Call, Cast, CommReducer, Const, Expr, Not, Range, Reduce, Select,
+from ..te.expr import (Binary, Call, Cast, CommReducer, Const, Not, Range, Reduce, Select,
                        TensorLoad, Var)
 from .nodes import (Allocate, Broadcast, Buffer, For, IfThenElse, Load, PrimFunc, Ramp, Seq, Store)
 
