@@ -5,21 +5,27 @@ Write a computation as tensor expressions (``compute``), say how to run it with 
 machine code through LLVM. The names mirror TVM's classic ``te`` API.
 """
 
-from . import arith, codegen, runtime, schedule, te, tir  # noqa: F401
+from . import arith, codegen, nd, runtime, schedule, target, te, testing, tir  # noqa: F401
 from .driver import build, lower, lower_trace
 from .errors import (ArgumentError, BoundsError, IRVerifyError, LoweringError, ScheduleError,
                      TensorlangError, TensorlangTypeError, TensorlangValueError)
+from .device import Device, cpu, device
 from .runtime import Module, load_module
-from .schedule import Schedule, Stage, create_schedule
+from .schedule import Schedule, Stage, create_schedule, thread_axis
 from .te.expr import (Expr, IterVar, Var, abs, all, any, ceil, const, erf, exp, floor,
                       floordiv, floormod, if_then_else, log, max_value, min_value, power, rsqrt,
                       sigmoid, sqrt, structural_equal, tanh, truncdiv, truncmod, var)
+from .te.expr import floordiv as indexdiv, floormod as indexmod
 from .te.tensor import Tensor, comm_reducer, compute, max, min, placeholder, reduce_axis, sum
 
 __version__ = "0.1.0"
 
+# ``import tensorlang as tvm; from tensorlang import te`` ports TVM tutorials: tvm.build,
+# tvm.lower, tvm.nd.array, tvm.cpu/tvm.device, tvm.target.Target, tvm.testing, tvm.tir.*
+
 __all__ = [
-    "ArgumentError", "BoundsError", "Expr", "IRVerifyError", "IterVar", "LoweringError", "Module",
+    "ArgumentError", "BoundsError", "Device", "Expr", "cpu", "device", "indexdiv", "indexmod",
+    "nd", "target", "testing", "thread_axis", "te", "tir", "IRVerifyError", "IterVar", "LoweringError", "Module",
     "Schedule", "ScheduleError", "Stage", "Tensor", "TensorlangError", "TensorlangTypeError",
     "TensorlangValueError", "Var", "abs", "all", "any", "build", "ceil", "comm_reducer",
     "compute", "const", "create_schedule", "erf", "exp", "floor", "floordiv", "floormod",

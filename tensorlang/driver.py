@@ -55,12 +55,13 @@ def lower(sch: Schedule, args, name: str = "main", simple_mode: bool = True,
     return trace[-1][1]
 
 
-def build(sch, args=None, target="llvm", name: str = "main", bounds_check: bool = False,
-          fast_math: bool = False, dump_ir: str | None = None):
+def build(sch, args=None, target="llvm", target_host=None, name: str = "main",
+          bounds_check: bool = False, fast_math: bool = False, dump_ir: str | None = None):
     """Compile ``sch`` (a Schedule, with ``args``; or a PrimFunc from ``lower``) to a callable
     Module. ``bounds_check=True`` makes every load and store check its index and raise
     ``BoundsError`` instead of touching memory outside a buffer; ``fast_math=True`` lets LLVM
-    reassociate floating-point arithmetic."""
+    reassociate floating-point arithmetic. ``target_host`` is accepted for TVM compatibility
+    (the host is always this CPU)."""
     from .codegen.llvm import codegen
     from .codegen.target import Target, init_llvm, parse_and_optimize
     from .runtime.module import Module

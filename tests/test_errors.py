@@ -923,3 +923,10 @@ def test_bounds_check_raises_bounds_error(label, match):
 
 def test_process_survives_out_of_bounds_and_keeps_calling():
     _expect("bounds", "call_after_oob", None, None)
+
+
+@pytest.mark.parametrize("expr", [lambda n: n / 2, lambda n: 7 / n, lambda n: n / n])
+def test_integer_true_division_is_ambiguous(expr):
+    n = tl.var("n")
+    with user_error(tl.TensorlangTypeError, r"divides integers, which is ambiguous; use `//`"):
+        expr(n)

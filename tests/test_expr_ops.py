@@ -174,7 +174,6 @@ def _division_operands(dtype, rng):
 
 
 DIV_OPS = {
-    "truediv": (operator.truediv, py_truncdiv),       # `/` on integers truncates (C)
     "floordiv_op": (operator.floordiv, py_floordiv),  # `//` floors (Python)
     "mod_op": (operator.mod, py_floormod),            # `%` floors (Python)
     "floordiv": (tl.floordiv, py_floordiv),
@@ -211,7 +210,7 @@ def test_int_division_matches_numpy(op, dtype):
         want = a // b
     elif op in ("mod_op", "floormod"):
         want = a % b
-    elif op in ("truediv", "truncdiv"):
+    elif op == "truncdiv":
         q = np.abs(a) // np.abs(b)
         want = np.where((a < 0) != (b < 0), -q, q) if dtype in SIGNED else a // b
     else:
@@ -234,7 +233,7 @@ def test_int_division_by_constant(c, dtype, mode):
     cases = [
         (lambda x: x // c, py_floordiv),
         (lambda x: x % c, py_floormod),
-        (lambda x: x / c, py_truncdiv),
+        (lambda x: tl.truncdiv(x, c), py_truncdiv),
         (lambda x: tl.truncmod(x, c), py_truncmod),
     ]
     for tfn, pfn in cases:
@@ -251,7 +250,7 @@ def test_int_constant_dividend(dtype, mode):
     b[:2] = [0, 1]
     cases = [(lambda y: 100 // y, lambda y: py_floordiv(100, y)),
              (lambda y: 100 % y, lambda y: py_floormod(100, y)),
-             (lambda y: 100 / y, lambda y: py_truncdiv(100, y)),
+             (lambda y: tl.truncdiv(100, y), lambda y: py_truncdiv(100, y)),
              (lambda y: 7 - y, lambda y: 7 - y)]
     for tfn, pfn in cases:
         got = ew(tfn, [b], mode)
@@ -268,7 +267,7 @@ def _edge_values(dtype):
 
 FOLD_OPS = {
     "add": (operator.add, operator.add), "sub": (operator.sub, operator.sub),
-    "mul": (operator.mul, operator.mul), "truediv": (operator.truediv, py_truncdiv),
+    "mul": (operator.mul, operator.mul), "truncdiv": (tl.truncdiv, py_truncdiv),
     "floordiv": (operator.floordiv, py_floordiv), "mod": (operator.mod, py_floormod),
     "truncmod": (tl.truncmod, py_truncmod), "min": (tl.min, min), "max": (tl.max, max),
     "and": (operator.and_, operator.and_), "or": (operator.or_, operator.or_),

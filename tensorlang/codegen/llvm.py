@@ -698,6 +698,18 @@ class FnGen:
         return "\n".join([header + " {", "entry:"] + self.entry_allocas + body + ["}", ""])
 
 
+def _dim(s: Expr, names: dict):
+    """A dimension for the runtime's checks: an int, a variable's name, or an expression
+    tree ``[op, a, b]`` over those."""
+    if isinstance(s, Const):
+        return s.value
+    if isinstance(s, Var):
+        return names[s.uid]
+    if isinstance(s, Cast):
+        return _dim(s.value, names)
+    return [s.op, _dim(s.a, names), _dim(s.b, names)]
+
+
 def codegen(func: PrimFunc, target, bounds_check: bool = False, fast_math: bool = False) -> tuple[str, dict]:
     """LLVM IR text of ``func`` and the metadata the runtime needs to check call arguments."""
     mod = ModuleGen(func.name, target, bounds_check, fast_math)
@@ -725,8 +737,7 @@ def codegen(func: PrimFunc, target, bounds_check: bool = False, fast_math: bool 
         unique[v.uid] = nm
     meta = {
         "name": func.name,
-        "params": [{"name": b.name, "dtype": b.dtype,
-                    "shape": [s.value if isinstance(s, Const) else unique[s.uid] for s in b.shape]}
+        "params": [{"name": b.name, "dtype": b.dtype, "shape": [_dim(s, unique) for s in b.shape]}
                    for b in func.params],
         "shape_vars": [{"name": unique[v.uid], "dtype": v.dtype} for v in func.shape_vars],
         "outputs": list(func.outputs),

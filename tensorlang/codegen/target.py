@@ -40,6 +40,11 @@ class Target:
     mattr: str = ""
 
     @staticmethod
+    def create(target="llvm", host=None) -> "Target":
+        """TVM's ``Target(target, host=...)``; the host is always this CPU."""
+        return Target.parse(target)
+
+    @staticmethod
     def parse(target) -> "Target":
         if isinstance(target, Target):
             return target
@@ -76,6 +81,12 @@ class Target:
         if self.mattr:
             parts.append(f"-mattr={self.mattr}")
         return " ".join(parts)
+
+    @property
+    def kind(self):
+        """TVM compatibility: ``target.kind.name == "llvm"``."""
+        from types import SimpleNamespace
+        return SimpleNamespace(name="llvm")
 
     def has_avx512(self) -> bool:
         feats = self.features

@@ -28,6 +28,27 @@ _CTYPE = {"int32": ctypes.c_int32, "int64": ctypes.c_int64, "uint32": ctypes.c_u
           "uint8": ctypes.c_uint8, "uint16": ctypes.c_uint16}
 
 
+_DIM_OPS = {"add": ("+", lambda a, b: a + b), "sub": ("-", lambda a, b: a - b),
+            "mul": ("*", lambda a, b: a * b), "floordiv": ("//", lambda a, b: a // b if b else 0),
+            "floormod": ("%", lambda a, b: a % b if b else 0), "min": ("min", min), "max": ("max", max)}
+
+
+def _eval_dim(d, sizes: dict) -> int:
+    if isinstance(d, int):
+        return d
+    if isinstance(d, str):
+        return sizes[d]
+    return _DIM_OPS[d[0]][1](_eval_dim(d[1], sizes), _eval_dim(d[2], sizes))
+
+
+def _dim_text(d) -> str:
+    if not isinstance(d, list):
+        return str(d)
+    sym = _DIM_OPS[d[0]][0]
+    a, b = _dim_text(d[1]), _dim_text(d[2])
+    return f"{sym}({a}, {b})" if sym in ("min", "max") else f"({a} {sym} {b})"
+
+
 @dataclass(frozen=True)
 class TimeResult:
     """Seconds per call: ``results`` holds one mean per repeat."""
@@ -40,6 +61,18 @@ class TimeResult:
     @property
     def median(self) -> float:
         return statistics.median(self.results)
+
+    @property
+    def min(self) -> float:
+        return min(self.results)
+
+    @property
+    def max(self) -> float:
+        return max(self.results)
+
+    @property
+    def std(self) -> float:
+        return statistics.pstdev(self.results)
 
     def __repr__(self):
         return f"TimeResult(mean={self.mean:.6g}s, median={self.median:.6g}s, repeats={len(self.results)})"
@@ -58,8 +91,21 @@ class Module:
         self._cfunc = ctypes.CFUNCTYPE(None, *argtypes)(address)
         self._dtypes = [np.dtype(p["dtype"]) for p in meta["params"]]
 
+    def get_function(self, name: str) -> "Module":
+        """The function called ``name`` (a module holds one: this one)."""
+        if name != self.entry_name:
+            raise TensorlangValueError(f"module has no function {name!r}; it has {self.entry_name!r}")
+        return self
+
+    __getitem__ = get_function
+
+    @property
+    def entry_func(self) -> "Module":
+        return self
+
     def __repr__(self):
-        sig = ", ".join(f"{p['name']}: {p['dtype']}{p['shape']}" for p in self.meta["params"])
+        sig = ", ".join(f"{p['name']}: {p['dtype']}[{', '.join(map(_dim_text, p['shape']))}]"
+                        for p in self.meta["params"])
         return f"Module({self.entry_name}({sig}), target={self.meta['target']!r})"
 
     # ----------------------------------------------------------------- calling
@@ -83,6 +129,8 @@ class Module:
                 raise ArgumentError(f"{name}: argument {pn!r} has {a.ndim} dimensions, expected "
                                     f"{len(p['shape'])} (shape {p['shape']})")
             for d, (want_dim, got) in enumerate(zip(p["shape"], a.shape)):
+                if isinstance(want_dim, list):
+                    continue                      # an expression: checked once all sizes are bound
                 if isinstance(want_dim, int):
                     if got != want_dim:
                         raise ArgumentError(f"{name}: argument {pn!r} has shape {list(a.shape)}, "
@@ -98,6 +146,13 @@ class Module:
                 raise ArgumentError(f"{name}: argument {pn!r} is not aligned to its element size")
             if pn in meta["outputs"] and not a.flags.writeable:
                 raise ArgumentError(f"{name}: output argument {pn!r} is read-only")
+        for p, a in zip(params, args):
+            for d, (want_dim, got) in enumerate(zip(p["shape"], a.shape)):
+                if isinstance(want_dim, list) and _eval_dim(want_dim, bound) != got:
+                    raise ArgumentError(
+                        f"{name}: argument {p['name']!r} has shape {list(a.shape)}, expected "
+                        f"{_dim_text(want_dim)} = {_eval_dim(want_dim, bound)} in dimension {d} "
+                        f"(with {', '.join(f'{k}={v}' for k, v in bound.items())})")
         for x, (p, a) in enumerate(zip(params, args)):
             if p["name"] in meta["outputs"] and a.size:
                 for y, (q, b) in enumerate(zip(params, args)):

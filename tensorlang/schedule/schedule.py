@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from ..dtype import promote
 from ..errors import ScheduleError, TensorlangTypeError
 from ..te.expr import Const, Expr, IterVar, Var
-from ..te.tensor import ComputeOp, Operation, PlaceholderOp, Tensor
+from ..te.tensor import Operation, PlaceholderOp, Tensor, as_int
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,6 +85,7 @@ class Stage:
     def _positive(self, v, what: str):
         if v is None:
             return None
+        v = as_int(v)
         if isinstance(v, bool) or not isinstance(v, (int, Expr)):
             raise TensorlangTypeError(f"stage {self.op.name!r}.split: {what} must be an int, got {v!r}")
         if isinstance(v, int):
@@ -186,6 +187,11 @@ class Stage:
         iv = self._leaf(iv, "pragma")
         self.pragmas.setdefault(iv, []).append((pragma_type, pragma_value))
 
+    def bind(self, iv: IterVar, thread_ivar=None) -> None:
+        """GPU thread binding (TVM): tensorlang targets CPUs, so this always raises."""
+        raise ScheduleError(f"stage {self.op.name!r}.bind: tensorlang targets CPUs and has no GPU "
+                            "threads; use parallel() and vectorize() instead")
+
     # ----------------------------------------------------------------- bookkeeping
 
     def _replace(self, old: IterVar, new: list) -> None:
@@ -244,6 +250,12 @@ class Schedule:
         return f"Schedule({', '.join(st.op.name for st in self.stages)})"
 
 
+def thread_axis(*args, **kwargs):
+    """GPU thread axes (TVM): not available on a CPU compiler."""
+    raise ScheduleError("thread_axis: tensorlang targets CPUs and has no GPU threads; "
+                        "use parallel() and vectorize() instead")
+
+
 def create_schedule(ops) -> Schedule:
     """A schedule for the given output operation(s) and everything they read."""
     ops = list(ops) if isinstance(ops, (list, tuple)) else [ops]
@@ -258,4 +270,4 @@ def create_schedule(ops) -> Schedule:
     return Schedule(out)
 
 
-__all__ = ["Schedule", "Stage", "Split", "Fuse", "create_schedule", "ComputeOp"]
+__all__ = ["Schedule", "Stage", "Split", "Fuse", "create_schedule", "thread_axis"]

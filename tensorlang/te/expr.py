@@ -71,8 +71,8 @@ class ExprOp:
     def __rsub__(self, o): return binary("sub", o, self)
     def __mul__(self, o): return binary("mul", self, o)
     def __rmul__(self, o): return binary("mul", o, self)
-    def __truediv__(self, o): return binary("div", self, o)
-    def __rtruediv__(self, o): return binary("div", o, self)
+    def __truediv__(self, o): return _true_divide(self, o)
+    def __rtruediv__(self, o): return _true_divide(o, self)
     def __floordiv__(self, o): return binary("floordiv", self, o)
     def __rfloordiv__(self, o): return binary("floordiv", o, self)
     def __mod__(self, o): return binary("floormod", self, o)
@@ -346,6 +346,17 @@ def binary(op: str, a, b) -> Expr:
     if dt.element(b.dtype) != common:
         b = cast(common, b)
     return Binary(op, a, b, result_dtype(op, a, b))
+
+
+def _true_divide(a, b) -> Expr:
+    """``a / b``: float division. Between integers it is ambiguous (C truncates, Python gives
+    a float), so, as in TVM, it is an error that names the explicit alternatives."""
+    a, b = _operands(a, b)
+    if dt.is_int(a.dtype) and dt.is_int(b.dtype):
+        raise TensorlangTypeError(
+            f"`{a} / {b}` divides integers, which is ambiguous; use `//` or tl.floordiv (floor, as "
+            "in Python), tl.truncdiv (toward zero, as in C), or convert to float with .astype()")
+    return binary("div", a, b)
 
 
 def cast(dtype: str, x) -> Expr:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 
 from .. import dtype as dt
 from ..errors import TensorlangTypeError, TensorlangValueError
@@ -117,6 +118,15 @@ class ComputeOp(Operation):
         return seen
 
 
+def as_int(x):
+    """numpy integers and integral floats (``N / bn`` in TVM tutorials) as Python ints."""
+    if isinstance(x, numbers.Integral) and not isinstance(x, bool):
+        return int(x)
+    if isinstance(x, numbers.Real) and not isinstance(x, bool) and float(x).is_integer():
+        return int(x)
+    return x
+
+
 def _shape(shape, what: str) -> tuple:
     if isinstance(shape, (int, Expr)):
         shape = (shape,)
@@ -124,6 +134,7 @@ def _shape(shape, what: str) -> tuple:
         raise TensorlangTypeError(f"{what}: shape must be a tuple of ints or tl.var, got {shape!r}")
     out = []
     for n, s in enumerate(shape):
+        s = as_int(s)
         if isinstance(s, bool) or not isinstance(s, (int, Expr)):
             raise TensorlangTypeError(f"{what}: shape[{n}] = {s!r} is not an int or a tl.var")
         if isinstance(s, int) and s < 0:

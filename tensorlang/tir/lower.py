@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from .. import dtype as dt
-from ..arith import const_int, free_vars, rewrite, simplify, substitute
+from ..arith import const_int, free_vars, is_index_expr, rewrite, simplify, substitute
 from ..errors import LoweringError, TensorlangTypeError
 from ..schedule.bound import infer_bounds, split_is_exact
 from ..schedule.schedule import Fuse, Schedule, Split, Stage
@@ -186,9 +186,18 @@ def lower_schedule(sch: Schedule, args: list, name: str) -> PrimFunc:
         for s in b.shape:
             if isinstance(s, Var):
                 shape_vars.setdefault(s.uid, s)
-            elif not isinstance(s, Const):
-                raise LoweringError(f"argument {b.name!r}: dimension `{s}` must be an int or a single "
-                                    "tl.var so that it can be read from the array's shape")
+    for b in params:               # other dimensions (n - 2) are checked at call time
+        for s in b.shape:
+            if isinstance(s, (Var, Const)):
+                continue
+            if not is_index_expr(s):
+                raise LoweringError(f"argument {b.name!r}: dimension `{s}` must be integer arithmetic "
+                                    "of sizes (+ - * // % min max)")
+            missing = [v.name for u, v in free_vars(s).items() if u not in shape_vars]
+            if missing:
+                raise LoweringError(
+                    f"argument {b.name!r}: dimension `{s}` uses {', '.join(missing)}, which no argument "
+                    "has as a dimension of its own, so it cannot be read from the arrays' shapes")
     written = [b.name for t, b in buffers.items() if b in params and isinstance(t.op, ComputeOp)]
     func = PrimFunc(name, params, tuple(shape_vars.values()), body, tuple(written))
     loop_vars = {n.var.uid for n in _walk_fors(body)}
