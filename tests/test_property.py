@@ -404,8 +404,7 @@ def numpy_reduction(shape, rext, lo, reducer, layouts, tree, where, arrays):
     mask = {None: np.ones(full_shape, bool), "k_mod": np.broadcast_to(kk % 3 != 1, full_shape),
             "k_vs_i": np.broadcast_to(grids[ndim] <= grids[0] + 2, full_shape),
             "data": np.broadcast_to(full[0] > 0, full_shape)}[where]
-    ident = {"sum": 0.0, "max": float(np.finfo(np.float32).min),
-             "min": float(np.finfo(np.float32).max)}[reducer]
+    ident = {"sum": 0.0, "max": -np.inf, "min": np.inf}[reducer]     # float identities
     out = getattr(np, reducer)(np.where(mask, vals, ident), axis=ndim)
     if reducer == "sum":   # each float32 addition rounds; the partial sums are below sum |v|
         err = (np.where(mask, err, 0).sum(axis=ndim)
