@@ -84,16 +84,41 @@ def test_loop_partition_moves_guard_to_tail():
     assert "if" not in str(after)
 
 
-def test_loop_partition_symbolic_keeps_guarded_tail():
+def test_loop_partition_symbolic_tail_is_bounded_exactly():
     n = tl.var("n")
     A = tl.placeholder((n,), name="A")
     B = tl.compute((n,), lambda i: A[i] * 2.0, name="B")
     s = tl.create_schedule(B.op)
     s[B].split(B.op.axis[0], factor=16)
-    after = stages(s, [A, B])["loop_partition"]
-    text = str(after)
+    text = str(stages(s, [A, B])["loop_partition"])
     assert "for i.outer in range(n // 16):" in text
-    assert text.count("if ") == 1                                  # only in the tail
+    assert "for i.inner in range(max(0, min(n - i.outer * 16, 16))):" in text   # the tail
+    assert "if " not in text                   # the guard is exact: true before, false after
+    f = tl.build(s, [A, B])
+    for size in (0, 5, 16, 37):
+        a = np.arange(size, dtype=np.float32)
+        b = np.zeros_like(a)
+        f(a, b)
+        np.testing.assert_array_equal(b, a * 2)
+
+
+def test_loop_partition_inexact_guard_is_partitioned_again_in_the_tail():
+    A = tl.placeholder((100,), name="A")
+    B = tl.compute((100,), lambda i: A[i] + 1.0, name="B")
+    s = tl.create_schedule(B.op)
+    io, ii = s[B].split(B.op.axis[0], factor=16)
+    s[B].reorder(ii, io)                       # the guard's other variable is an inner loop
+    after = stages(s, [A, B])["loop_partition"]
+    main, tail = after.body.stmts
+    assert not nodes(PrimFunc("m", (), (), main), IfThenElse)
+    # the guard was not exact at i.inner (it also reads the inner i.outer), so the tail keeps
+    # it until i.outer is partitioned in turn, with an extent that depends on i.inner
+    assert str(tail.body.extent) == "(3 - i.inner) // 16 + 7"
+    f = tl.build(s, [A, B])
+    a = np.arange(100, dtype=np.float32)
+    b = np.zeros_like(a)
+    f(a, b)
+    np.testing.assert_array_equal(b, a + 1)
 
 
 # ----------------------------------------------------------------------------- flatten/unroll/vectorize

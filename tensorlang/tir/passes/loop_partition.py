@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from ...arith import free_vars, linear, map_children, rewrite, simplify as simplify_expr, walk
-from ...te.expr import Binary, Const, Expr, Var
+from ...arith import (free_vars, is_index_expr, linear, map_children, rewrite,
+                      simplify as simplify_expr, walk)
+from ...te.expr import Binary, Const, Expr, Var, structural_equal
 from ..nodes import For, IfThenElse, PrimFunc, seq
 from .simplify import simplify, simplify_stmt
 
@@ -25,29 +26,30 @@ def _conjuncts(c: Expr):
 
 
 def _split_point(term: Expr, loop: For, inner: dict):
-    """The first value of ``loop.var`` for which ``term`` may be false, or None."""
-    if not (isinstance(term, Binary) and term.op == "lt"):
-        return None
-    lin = linear(simplify_expr(term.a - term.b))
-    if lin is None:
-        return None
-    terms, const = lin
+    """``(m, exact)``: the first value ``m`` of ``loop.var`` for which ``term`` may be false
+    (or None), and whether ``term`` is certainly false from ``m`` on (no inner variables)."""
+    if not (isinstance(term, Binary) and term.op == "lt" and is_index_expr(term.a)
+            and is_index_expr(term.b)):
+        return None, False
+    terms, const = linear(simplify_expr(term.a - term.b))
     c = terms.pop(loop.var, 0)
-    if not isinstance(c, int) or c <= 0:
-        return None
+    if c <= 0:
+        return None, False
+    exact = True
     rmax = Const(const, loop.var.dtype)
     for t, k in terms.items():
         if isinstance(t, Var) and t.uid in inner:
             mn, ext = inner[t.uid]
             t_max = mn + ext - 1 if k > 0 else mn
             rmax = rmax + t_max * k
+            exact = False
         elif any(u in inner for u in free_vars(t)):
-            return None      # a non-linear use of an inner variable: no closed form
+            return None, False    # a non-linear use of an inner variable: no closed form
         else:
             rmax = rmax + t * k
     if loop.var.uid in free_vars(rmax):
-        return None
-    return (0 - rmax - 1) // c + 1
+        return None, False
+    return (0 - rmax - 1) // c + 1, exact
 
 
 def _partition(s):
@@ -55,9 +57,9 @@ def _partition(s):
         inner = {n.var.uid: (n.min, n.extent) for n in walk(s.body) if isinstance(n, For)}
         guards = [t for n in walk(s.body) if isinstance(n, IfThenElse) and n.else_case is None
                   for t in _conjuncts(n.cond)]
-        cut, removed = None, []
+        cut, removed, exact = None, [], False
         for g in guards:
-            m = _split_point(g, s, inner)
+            m, exact = _split_point(g, s, inner)
             if m is not None:
                 cut = m if cut is None else Binary("min", cut, m, m.dtype)
                 removed.append(g)
@@ -66,15 +68,20 @@ def _partition(s):
         end = s.min + s.extent
         cut = simplify_expr(Binary("max", s.min, Binary("min", cut, end, end.dtype), end.dtype))
 
-        def drop(n):
-            if isinstance(n, Binary) and any(n == g for g in removed):
-                return Const(True, "bool")
-            return None
-        main_body = simplify_stmt(rewrite(s.body, drop), {})
+        def decided(value):
+            def fn(n):
+                if isinstance(n, Binary) and any(structural_equal(n, g) for g in removed):
+                    return Const(value, "bool")
+                return None
+            return fn
+        main_body = simplify_stmt(rewrite(s.body, decided(True)), {})
         main = main_body and dataclasses.replace(
             s, extent=simplify_expr(cut - s.min), body=_partition(main_body))
-        tail = dataclasses.replace(s, min=cut, extent=simplify_expr(end - cut),
-                                   body=_partition(s.body))
+        tail_body = s.body
+        if exact and len(removed) == 1:      # one guard, false for every v >= cut
+            tail_body = simplify_stmt(rewrite(s.body, decided(False)), {})
+        tail = tail_body and dataclasses.replace(s, min=cut, extent=simplify_expr(end - cut),
+                                                 body=_partition(tail_body))
         return seq(main, tail)
     return map_children(s, lambda c: _partition(c) if not isinstance(c, Expr) else c)
 
