@@ -12,9 +12,10 @@ from .errors import (ArgumentError, BoundsError, IRVerifyError, LoweringError, S
 from .device import Device, cpu, device
 from .runtime import Module, load_module
 from .schedule import Schedule, Stage, create_schedule, thread_axis
-from .te.expr import (Expr, IterVar, Var, abs, all, any, ceil, const, erf, exp, floor,
-                      floordiv, floormod, if_then_else, log, max_value, min_value, power, rsqrt,
-                      sigmoid, sqrt, structural_equal, tanh, truncdiv, truncmod, var)
+from .te.expr import (Expr, IterVar, Var, abs, all, any, ceil, const, cos, erf, exp, exp2, floor,
+                      floordiv, floormod, if_then_else, isnan, log, log2, log10, max_value,
+                      min_value, power, round, rsqrt, sigmoid, sin, sqrt, structural_equal, tanh,
+                      trunc, truncdiv, truncmod, var)
 from .te.expr import floordiv as indexdiv, floormod as indexmod
 from .te.tensor import Tensor, comm_reducer, compute, max, min, placeholder, reduce_axis, sum
 
@@ -31,5 +32,6 @@ __all__ = [
     "compute", "const", "create_schedule", "erf", "exp", "floor", "floordiv", "floormod",
     "if_then_else", "load_module", "log", "lower", "lower_trace", "max", "max_value", "min",
     "min_value", "placeholder", "power", "reduce_axis", "rsqrt", "sigmoid", "sqrt",
-    "structural_equal", "sum", "tanh", "truncdiv", "truncmod", "var",
+    "structural_equal", "sum", "tanh", "truncdiv", "truncmod", "var", "sin", "cos", "exp2",
+    "log2", "log10", "round", "trunc", "isnan",
 ]

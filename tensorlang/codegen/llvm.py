@@ -368,7 +368,8 @@ class FnGen:
         args = [self.ev(a) for a in e.args]
         x, ty, fm = args[0], e.dtype, self.fm
         direct = {"exp": "exp", "log": "log", "sqrt": "sqrt", "floor": "floor", "ceil": "ceil",
-                  "power": "pow", "tanh": "tanh"}
+                  "power": "pow", "tanh": "tanh", "sin": "sin", "cos": "cos", "exp2": "exp2",
+                  "log2": "log2", "log10": "log10", "round": "roundeven", "trunc": "trunc"}
         if e.name in direct:
             return self.intrinsic(direct[e.name], ty, args)
         if e.name == "abs":
@@ -377,6 +378,8 @@ class FnGen:
             neg = self.emit(f"sub {self.const(0, ty)}, {x.ref}", ty)
             c = self.emit(f"icmp slt {x}, {literal(0, ty)}", dt.with_lanes("bool", dt.lanes(ty)))
             return self.emit(f"select {c}, {neg}, {x}", ty)
+        if e.name == "isnan":
+            return self.emit(f"fcmp uno {x}, {x.ref}", e.dtype)
         if e.name == "rsqrt":
             s = self.intrinsic("sqrt", ty, args)
             return self.emit(f"fdiv {fm}{self.const(1.0, ty)}, {s.ref}", ty)

@@ -234,7 +234,8 @@ class IterVar(ExprOp):
         return hash(self.var.uid)
 
     def __repr__(self):
-        dom = f", range({self.dom.min}, {self.dom.min + self.dom.extent})" if self.dom else ""
+        from ..tir.printer import Printer
+        dom = f", {Printer().range(self.dom)}" if self.dom else ""
         return f"IterVar({self.var.name}{dom}, {self.kind})"
 
 
@@ -448,7 +449,8 @@ def min_value(dtype: str) -> Const:
     return const(dt.min_value(dtype), dtype)
 
 
-FLOAT_MATH = ("exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "floor", "ceil", "erf", "power")
+FLOAT_MATH = ("exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "floor", "ceil", "erf", "power",
+              "sin", "cos", "exp2", "log2", "log10", "round", "trunc", "isnan")
 
 
 def call(name: str, *args) -> Call:
@@ -464,7 +466,7 @@ def call(name: str, *args) -> Call:
             f"convert it first with .astype('float32')")
     if name == "abs" and dt.is_bool(x.dtype):
         raise TensorlangTypeError("tl.abs expects a number, got bool")
-    return Call(name, args, x.dtype)
+    return Call(name, args, "bool" if name == "isnan" else x.dtype)
 
 
 def exp(x): return call("exp", x)
@@ -477,6 +479,14 @@ def floor(x): return call("floor", x)
 def ceil(x): return call("ceil", x)
 def erf(x): return call("erf", x)
 def power(x, y): return call("power", x, y)
+def sin(x): return call("sin", x)
+def cos(x): return call("cos", x)
+def exp2(x): return call("exp2", x)
+def log2(x): return call("log2", x)
+def log10(x): return call("log10", x)
+def round(x): return call("round", x)  # noqa: A001  (halves to even, as numpy)
+def trunc(x): return call("trunc", x)
+def isnan(x): return call("isnan", x)
 
 
 def abs(x):  # noqa: A001

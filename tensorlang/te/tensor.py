@@ -232,10 +232,17 @@ def comm_reducer(fcombine, fidentity, name: str = "reduce"):
             return fcombine(E.as_expr(expr), E.as_expr(rest[0]))
         if axis is None:
             raise TensorlangValueError(f"{name}: pass axis=<reduce axis> (or two expressions)")
+        if isinstance(expr, (tuple, list)):
+            raise TensorlangTypeError(f"{name}: tuple reductions (e.g. argmax over (index, value) "
+                                      "pairs) are not supported yet; reduce each value separately")
         expr = E.as_expr(expr)
         axes = _axes(axis, name)
         lhs, rhs = Var("x", expr.dtype), Var("y", expr.dtype)
-        result = E.as_expr(fcombine(lhs, rhs))
+        result = fcombine(lhs, rhs)
+        if isinstance(result, (tuple, list)):
+            raise TensorlangTypeError(f"{name}: fcombine returned a tuple; tuple reductions are not "
+                                      "supported yet")
+        result = E.as_expr(result)
         if result.dtype != expr.dtype:
             result = E.cast(expr.dtype, result)
         ident = E.as_expr(fidentity(expr.dtype), expr.dtype)

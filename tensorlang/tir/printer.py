@@ -17,6 +17,8 @@ Variables that share a name get a numeric suffix so that every printed name is u
 
 from __future__ import annotations
 
+import math
+
 from .. import dtype as dt
 from ..te.expr import (Binary, Call, Cast, CommReducer, Const, Not, Range, Reduce, Select,
                        TensorLoad, Var)
@@ -97,6 +99,8 @@ class Printer:
         if dt.is_bool(c.dtype):
             return "True" if c.value else "False"
         if dt.is_float(c.dtype):
+            if not math.isfinite(c.value):
+                return repr(float(c.value))            # inf, -inf, nan
             text = repr(float(c.value))
             return text + "f" if c.dtype == "float32" else text
         return str(c.value) if c.dtype in ("int32", "int64") else f"{c.dtype}({c.value})"
