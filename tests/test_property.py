@@ -81,7 +81,7 @@ def eval_tl(t, load, idx, integer: bool = False):
                 "exp_tanh": lambda: tl.exp(tl.tanh(x))}[t[1]]()
     a, b = eval_tl(t[2], load, idx, integer), eval_tl(t[3], load, idx, integer)
     return {"add": lambda: a + b, "sub": lambda: a - b, "mul": lambda: a * b,
-            "floordiv": lambda: a // b, "floormod": lambda: a % b, "truncdiv": lambda: a / b,
+            "floordiv": lambda: a // b, "floormod": lambda: a % b, "truncdiv": lambda: tl.truncdiv(a, b),
             "truncmod": lambda: tl.truncmod(a, b), "min": lambda: tl.min(a, b),
             "max": lambda: tl.max(a, b)}[t[1]]()
 
