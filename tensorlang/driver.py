@@ -60,8 +60,8 @@ def build(sch, args=None, target="llvm", target_host=None, name: str = "main",
     """Compile ``sch`` (a Schedule, with ``args``; or a PrimFunc from ``lower``) to a callable
     Module. ``bounds_check=True`` makes every load and store check its index and raise
     ``BoundsError`` instead of touching memory outside a buffer; ``fast_math=True`` lets LLVM
-    reassociate floating-point arithmetic. ``target_host`` is accepted for TVM compatibility
-    (the host is always this CPU)."""
+    reassociate floating-point arithmetic (NaN and infinity semantics are kept).
+    ``target_host`` is accepted for TVM compatibility (the host is always this CPU)."""
     from .codegen.llvm import codegen
     from .codegen.target import Target, init_llvm, parse_and_optimize
     from .runtime.module import Module

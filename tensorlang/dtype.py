@@ -79,7 +79,12 @@ def promote(a: str, b: str) -> str:
         return b
     if is_bool(b):
         return a
-    return a if bits(a) >= bits(b) else b
+    if is_uint(a) == is_uint(b) or is_float(a):
+        return a if bits(a) >= bits(b) else b
+    signed, unsigned = (b, a) if is_uint(a) else (a, b)   # mixed: a signed type holding both
+    if bits(signed) > bits(unsigned):
+        return signed
+    return f"int{min(64, 2 * bits(unsigned))}"
 
 
 def max_value(dtype: str):

@@ -1,6 +1,6 @@
 """Loop IR -> LLVM IR text.
 
-The generated function is ``void @name(ptr %A, ..., i32 %n, ..., ptr %err)``: one pointer per
+The generated function is ``void @name(ptr %arg.A, ..., i32 %arg.n, ..., ptr %tl.err)``: one pointer per
 buffer parameter (``noalias``, aligned to its element size, which the runtime checks), one
 integer per symbolic shape variable, and a pointer to four int64 error slots that the
 runtime reads after the call (bounds violations and failed allocations are reported there
@@ -145,7 +145,9 @@ class FnGen:
         self.n = 0
         self.block = "entry"
         self.in_parallel = in_parallel
-        self.fm = "fast " if mod.fast_math else "contract "   # contract: a*b+c may use FMA, as C compilers do
+        # contract: a*b+c may use FMA, as C compilers do; fast_math adds reassociation (not
+        # the no-NaN/no-inf assumptions, which would break isnan and saturating functions)
+        self.fm = "reassoc nsz arcp contract " if mod.fast_math else "contract "
         self.index_ctx = False
 
     # ----------------------------------------------------------------- emission helpers
@@ -303,16 +305,19 @@ class FnGen:
             return self.emit(f"fcmp {fm}{cc} {a}, {b.ref}", rdtype)
         if op in ("min", "max"):
             if self.mod.fast_math:
-                c = self.emit(f"fcmp fast {'olt' if op == 'min' else 'ogt'} {a}, {b.ref}",
+                c = self.emit(f"fcmp {fm}{'olt' if op == 'min' else 'ogt'} {a}, {b.ref}",
                               dt.with_lanes("bool", dt.lanes(ty)))
                 return self.emit(f"select {c}, {a}, {b}", ty)
             return self.intrinsic("minimum" if op == "min" else "maximum", ty, [a, b])
+        if dt.element(ty) == "float16":         # as numpy: compute in float32, round once
+            wide = dt.with_lanes("float32", dt.lanes(ty))
+            return self.cast(self.float_divmod(op, self.cast(a, wide), self.cast(b, wide)), ty)
         return self.float_divmod(op, a, b)
 
     def float_divmod(self, op: str, a: V, b: V) -> V:
         """Python/numpy ``//`` and ``%`` on floats (numpy's npy_divmod): the remainder comes
         from ``frem`` and takes the divisor's sign; the quotient is rounded from (a - mod)/b."""
-        fm = "fast " if self.mod.fast_math else ""      # no FMA contraction here: exactness
+        fm = ""                                          # no contraction here: exactness
         ty = a.dtype
         booly = dt.with_lanes("bool", dt.lanes(ty))
         zero, one, half = (self.const(v, ty) for v in (0.0, 1.0, 0.5))
@@ -339,7 +344,9 @@ class FnGen:
         dnz = self.emit(f"fcmp {fm}une {div}, {zero.ref}", booly)
         quot = self.emit(f"fdiv {fm}{a}, {b.ref}", ty)
         signed0 = self.intrinsic("copysign", ty, [zero, quot])
-        return self.emit(f"select {dnz}, {fl}, {signed0}", ty)
+        res = self.emit(f"select {dnz}, {fl}, {signed0}", ty)
+        bz = self.emit(f"fcmp oeq {b}, {zero.ref}", booly)     # x // 0 is x / 0, as in numpy
+        return self.emit(f"select {bz}, {quot}, {res}", ty)
 
     def cast(self, v: V, to: str) -> V:
         fr = v.dtype
@@ -719,13 +726,13 @@ def codegen(func: PrimFunc, target, bounds_check: bool = False, fast_math: bool 
     g = FnGen(mod)
     params = []
     for b in func.params:
-        g.env[b.data.uid] = V("handle", f'%"{b.name}"')
-        params.append(f'ptr noalias align {dt.itemsize(b.dtype)} %"{b.name}"')
+        g.env[b.data.uid] = V("handle", f'%"arg.{b.name}"')
+        params.append(f'ptr noalias align {dt.itemsize(b.dtype)} %"arg.{b.name}"')
     for v in func.shape_vars:
-        g.env[v.uid] = V(v.dtype, f'%"{v.name}.{v.uid}"')
-        params.append(f'{lty(v.dtype)} %"{v.name}.{v.uid}"')
-    g.env[-1] = V("handle", "%err")
-    params.append("ptr %err")
+        g.env[v.uid] = V(v.dtype, f'%"arg.{v.name}.{v.uid}"')
+        params.append(f'{lty(v.dtype)} %"arg.{v.name}.{v.uid}"')
+    g.env[-1] = V("handle", '%"tl.err"')
+    params.append('ptr %"tl.err"')
     for b in func.params:
         mod.buffer_id(b.name)
     g.stmt(func.body)

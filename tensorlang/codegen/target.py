@@ -28,9 +28,10 @@ def init_llvm() -> None:
     gomp = ctypes.util.find_library("gomp") or "libgomp.so.1"
     ctypes.CDLL(gomp, mode=ctypes.RTLD_GLOBAL)    # the parallel runtime (GOMP_parallel)
     llvm.load_library_permanently(gomp)
-    libm = ctypes.util.find_library("m")
-    if libm:
-        llvm.load_library_permanently(libm)
+    for lib in ("m", "gcc_s"):      # libm: math calls; libgcc_s: half-precision conversions
+        path = ctypes.util.find_library(lib)
+        if path:
+            llvm.load_library_permanently(path)
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,10 @@ def parse_and_optimize(ir_text: str, target: Target, opt_level: int = 3):
     mod.verify()
     tm = target.machine()
     pto = llvm.create_pipeline_tuning_options(speed_level=opt_level)
+    # Vector code comes from the schedule (vectorize), so LLVM's loop vectorizer is off: it
+    # would second-guess the schedule, and it miscompiled a guarded gather here (masked
+    # gathers through poison pointers). The SLP vectorizer stays on.
+    pto.loop_vectorization = False
     pb = llvm.create_pass_builder(tm, pto)
     pb.getModulePassManager().run(mod, pb)
     return mod

@@ -9,7 +9,7 @@ at 0; the root minimum is added back when lowering rebuilds the original indices
 from __future__ import annotations
 
 from ..arith import ceildiv, const_int, simplify
-from ..te.expr import Const, Range
+from ..te.expr import Const, Range, binary, cast
 from .schedule import Fuse, Schedule, Split, Stage
 
 
@@ -32,7 +32,10 @@ def stage_ranges(stage: Stage, roots: dict) -> dict:
                 rng[rel.outer] = Range(zero, rel.nparts)
                 rng[rel.inner] = Range(zero, ceildiv(ext, rel.nparts))
         elif isinstance(rel, Fuse):
-            rng[rel.fused] = Range(zero, simplify(rng[rel.outer].extent * rng[rel.inner].extent))
+            # an empty axis has extent <= 0: clamp, or two negative extents would multiply
+            # into a positive one
+            o, i = (binary("max", rng[x].extent, 0) for x in (rel.outer, rel.inner))
+            rng[rel.fused] = Range(zero, simplify(cast(zero.dtype, o * i)))
     return rng
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..dtype import promote
 from ..errors import ScheduleError, TensorlangTypeError
 from ..te.expr import Const, Expr, IterVar, Var
 from ..te.tensor import Operation, PlaceholderOp, Tensor, as_int
@@ -138,8 +137,8 @@ class Stage:
                                 f"axes ({', '.join(iv.name + ':' + iv.kind for iv in ivs)})")
         fused = ivs[0]
         for inner in ivs[1:]:
-            new = IterVar(None, Var(f"{fused.name}.{inner.name}.fused",
-                                    promote(fused.dtype, inner.dtype)), inner.kind)
+            wide = "int64" if "int64" in (fused.dtype, inner.dtype) else "int32"
+            new = IterVar(None, Var(f"{fused.name}.{inner.name}.fused", wide), inner.kind)
             self.relations.append(Fuse(fused, inner, new))
             self._replace_many([fused, inner], new)
             fused = new

@@ -340,8 +340,9 @@ def binary(op: str, a, b) -> Expr:
     common = dt.promote(dt.element(a.dtype), dt.element(b.dtype))
     if op in LOGIC_OPS and dt.is_float(common):
         raise TensorlangTypeError(f"operator {op!r} needs bool or integer operands, got {common}")
-    if op in ("floordiv", "floormod", "truncmod") and dt.is_bool(common):
-        raise TensorlangTypeError(f"operator {op!r} needs numbers, got bool")
+    if op in ARITH_OPS and op not in ("min", "max") and dt.is_bool(common):
+        raise TensorlangTypeError(f"operator {op!r} on bools: convert them first, e.g. "
+                                  ".astype('int32') (or use tl.any / tl.all, | and &)")
     if dt.element(a.dtype) != common:
         a = cast(common, a)
     if dt.element(b.dtype) != common:

@@ -118,6 +118,12 @@ class ComputeOp(Operation):
         return seen
 
 
+def index_dtype(dtype: str) -> str:
+    """The dtype of loop variables over an extent of ``dtype``: int32, or int64 for extents
+    that may not fit (loops never count in narrow or unsigned types)."""
+    return "int64" if dtype in ("int64", "uint32", "uint64") else "int32"
+
+
 def as_int(x):
     """numpy integers and integral floats (``N / bn`` in TVM tutorials) as Python ints."""
     if isinstance(x, numbers.Integral) and not isinstance(x, bool):
@@ -165,7 +171,9 @@ def reduce_axis(dom, name: str = "rv") -> IterVar:
         raise TensorlangTypeError(f"reduce_axis {name!r}: dom must be (lo, hi), got {dom!r}")
     if not dt.is_int(rng.extent.dtype):
         raise TensorlangTypeError(f"reduce_axis {name!r}: bounds must be integers, got {rng.extent.dtype}")
-    return IterVar(rng, Var(name, rng.extent.dtype), "reduce")
+    t = index_dtype(rng.extent.dtype)
+    rng = Range(E.cast(t, rng.min), E.cast(t, rng.extent))
+    return IterVar(rng, Var(name, t), "reduce")
 
 
 def compute(shape, fcompute, name: str = "compute", tag: str = "", attrs=None) -> Tensor:
@@ -187,8 +195,8 @@ def compute(shape, fcompute, name: str = "compute", tag: str = "", attrs=None) -
     else:
         names = []
     names = names + [f"ax{n}" for n in range(len(names), len(shape))]
-    axis = [IterVar(Range(E.const(0, s.dtype), s), Var(nm, s.dtype), "data")
-            for nm, s in zip(names, shape)]
+    axis = [IterVar(Range(E.const(0, index_dtype(s.dtype)), E.cast(index_dtype(s.dtype), s)),
+                    Var(nm, index_dtype(s.dtype)), "data") for nm, s in zip(names, shape)]
     body = fcompute(*[iv.var for iv in axis])
     if isinstance(body, (list, tuple)):
         raise TensorlangTypeError(f"compute {name!r}: multiple outputs are not supported yet")

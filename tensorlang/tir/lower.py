@@ -29,6 +29,14 @@ from .nodes import Allocate, Buffer, For, IfThenElse, Load, PrimFunc, Store, seq
 
 STACK_LIMIT_BYTES = 32 * 1024   # larger (or symbolic) intermediate buffers go on the heap
 
+# symbols generated code may call: a kernel must not be named after one of them
+_MATH = ("exp", "log", "sqrt", "tanh", "erf", "pow", "sin", "cos", "exp2", "log2", "log10",
+         "floor", "ceil", "round", "roundeven", "trunc", "fmod", "fabs", "copysign", "fmin",
+         "fmax", "minimum", "maximum")
+RESERVED_NAMES = frozenset([f + s for f in _MATH for s in ("", "f", "l")]
+                           + ["free", "malloc", "calloc", "realloc", "aligned_alloc", "memcpy",
+                              "memset", "memmove", "abort", "main_parallel"])
+
 
 def _index_values(stage: Stage, rng: dict) -> tuple[dict, list]:
     """Each IterVar of ``stage`` as an expression of the leaf loop variables (offset from its
@@ -37,13 +45,14 @@ def _index_values(stage: Stage, rng: dict) -> tuple[dict, list]:
     guards = []
     for rel in reversed(stage.relations):
         if isinstance(rel, Split):
-            value[rel.parent] = value[rel.outer] * rng[rel.inner].extent + value[rel.inner]
+            value[rel.parent] = cast(rel.parent.dtype,
+                                     value[rel.outer] * rng[rel.inner].extent + value[rel.inner])
             if not split_is_exact(rel, rng):
                 guards.append((rel.parent, value[rel.parent] < rng[rel.parent].extent))
         elif isinstance(rel, Fuse):
             ext = rng[rel.inner].extent
-            value[rel.outer] = value[rel.fused] // ext
-            value[rel.inner] = value[rel.fused] % ext
+            value[rel.outer] = cast(rel.outer.dtype, value[rel.fused] // ext)
+            value[rel.inner] = cast(rel.inner.dtype, value[rel.fused] % ext)
     return value, guards
 
 
@@ -136,6 +145,9 @@ def lower_schedule(sch: Schedule, args: list, name: str) -> PrimFunc:
                                   "function takes, inputs and outputs, e.g. [A, B, C]")
     if not isinstance(name, str) or not name.isidentifier():
         raise TensorlangTypeError(f"function name must be an identifier, got {name!r}")
+    if name in RESERVED_NAMES or name.startswith(("GOMP_", "omp_", "llvm", "__", "tensorlang_")):
+        raise TensorlangTypeError(f"function name {name!r} is reserved (a C library or runtime "
+                                  "symbol the generated code may call); choose another name")
     buffers: dict[Tensor, Buffer] = {}
     used_names: set[str] = set()
 

@@ -23,6 +23,12 @@ class _CannotVectorize(Exception):
     pass
 
 
+def _reads_or_divides(e: Expr) -> bool:
+    return any(isinstance(x, Load) or (isinstance(x, Binary) and x.op in
+               ("div", "floordiv", "floormod", "truncmod") and not dt.is_float(x.dtype))
+               for x in walk(e))
+
+
 def _lanes(e: Expr) -> int:
     return dt.lanes(e.dtype)
 
@@ -37,7 +43,10 @@ class _Vectorizer:
         if isinstance(e, (Ramp, Broadcast)):
             raise _CannotVectorize("nested vectorized loops")
         if isinstance(e, Binary):
-            return self.binary(e.op, self.expr(e.a), self.expr(e.b), e)
+            out = self.binary(e.op, self.expr(e.a), self.expr(e.b), e)
+            if e.op in ("and", "or") and _lanes(out) > 1 and _reads_or_divides(e.b):
+                raise _CannotVectorize(f"`{e}` must short-circuit (its right side reads memory)")
+            return out
         if isinstance(e, Load):
             idx = self.expr(e.indices[0])
             if _lanes(idx) == 1:
@@ -45,9 +54,7 @@ class _Vectorizer:
             return Load(e.buffer, (idx,), dt.with_lanes(e.dtype, self.n))
         if isinstance(e, Select):
             c, t, f = self.expr(e.cond), self.expr(e.true_value), self.expr(e.false_value)
-            if _lanes(c) > 1 and any(isinstance(x, Load) or (isinstance(x, Binary) and x.op in
-                                     ("div", "floordiv", "floormod", "truncmod"))
-                                     for br in (t, f) for x in walk(br)):
+            if _lanes(c) > 1 and (_reads_or_divides(t) or _reads_or_divides(f)):
                 raise _CannotVectorize("if_then_else whose lane-dependent condition guards loads")
             n = max(_lanes(c), _lanes(t), _lanes(f))
             t, f = broadcast(t, n), broadcast(f, n)
