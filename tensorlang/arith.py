@@ -277,8 +277,8 @@ def _simplify_binary(e: Binary, env: dict) -> Expr | None:
     isint = is_index_expr(a) and is_index_expr(b)
     if op in ("add", "sub", "mul") and isint:
         return from_linear(*_merge_divmod(*linear(e)), dtype)
-    if op == "sub" and isinstance(b, Const) and b.value == 0:
-        return a
+    if op == "sub" and isinstance(b, Const) and b.value == 0 and math.copysign(1, b.value) > 0:
+        return a                                   # x - 0 == x (x - (-0.0) is not, for x = -0.0)
     if op == "mul" and isinstance(b, Const) and b.value == 1:
         return a
     if op in ("floordiv", "floormod") and isint and isinstance(b, Const) and b.value > 0:
