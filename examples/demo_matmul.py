@@ -1,6 +1,7 @@
 """The main demo: build the tiled, vectorized, parallel 1024^3 float32 matmul, check it
 against numpy, and print its speed next to numpy's (measured interleaved in this process),
-the time to lower and build it, and the fork/join cost of an empty parallel loop.
+its speed-up over one thread, the time to lower and build it, and the fork/join cost of an
+empty parallel loop.
 
 Run: make demo   (or: .venv/bin/python examples/demo_matmul.py [--size N] [--show-ir])
 """
@@ -78,6 +79,15 @@ def main():
             np.matmul(a, b)
         theirs.append((time.perf_counter() - t) / 3)
     mo, mt = statistics.median(ours), statistics.median(theirs)
+
+    threads = tl.runtime.get_num_threads()     # the same kernel on one thread, interleaved
+    one, many = [], []
+    for _ in range(3):
+        tl.runtime.set_num_threads(1)
+        one.append(evaluator(a, b, c).median)
+        tl.runtime.set_num_threads(threads)
+        many.append(evaluator(a, b, c).median)
+    speedup = statistics.median(one) / statistics.median(many)
     par, ser = empty_parallel_overhead()
 
     print(f"tensorlang demo: {M}x{N}x{K} float32 matmul, tiled 32x32, k split 4, vectorized, "
@@ -88,6 +98,7 @@ def main():
     print(f"  numpy (OpenBLAS)       : {mt * 1e3:8.2f} ms  {flop / mt / 1e9:7.1f} GFLOPS "
           f"(spread {min(theirs) * 1e3:.2f}-{max(theirs) * 1e3:.2f} ms)")
     print(f"  ratio tensorlang/numpy : {mt / mo:8.2f}x")
+    print(f"  {threads} threads vs 1 thread : {speedup:8.2f}x")
     print(f"  empty parallel loop    : {par * 1e6:8.2f} us per call vs {ser * 1e6:.2f} us serial "
           f"-> fork/join ~{(par - ser) * 1e6:.2f} us")
 

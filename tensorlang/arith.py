@@ -15,6 +15,7 @@ import math
 
 from . import dtype as dt
 from .te.expr import (Binary, Call, Cast, Const, Expr, IterVar, Node, Not, Select, Var, binary,
+                      structural_equal,
                       cast)
 
 INF = math.inf
@@ -84,6 +85,14 @@ def free_vars(node) -> dict:
         if isinstance(n, Var):
             out.setdefault(n.uid, n)
     return out
+
+
+def may_fault(e) -> bool:
+    """True when evaluating ``e`` reads memory or divides integers: it must only run where the
+    surrounding condition allows (lazy if_then_else, short-circuit && and ||)."""
+    from .tir.nodes import Load     # (tir builds on arith: imported here, not at the top)
+    return any(isinstance(n, Load) or isinstance(n, Binary) and not dt.is_float(n.dtype)
+               and n.op in ("div", "floordiv", "floormod", "truncmod") for n in walk(e))
 
 
 # --------------------------------------------------------------------------- bounds
@@ -304,7 +313,8 @@ def _simplify_binary(e: Binary, env: dict) -> Expr | None:
             return simplify(Binary("add", from_linear(q_terms, q_const, dtype), inner, dtype), env)
         return None
     if op in ("min", "max") and isint:
-        if all(isinstance(x, Binary) and x.op == "floordiv" for x in (a, b)) and a.b == b.b \
+        if all(isinstance(x, Binary) and x.op == "floordiv" for x in (a, b)) \
+                and structural_equal(a.b, b.b) \
                 and isinstance(a.b, Const) and a.b.value > 0:
             d = simplify(Binary("sub", b.a, a.a, dtype), env)   # x // c vs (x + d) // c
             if isinstance(d, Const):

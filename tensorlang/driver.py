@@ -13,7 +13,6 @@ checks the IR after every pass.
 from __future__ import annotations
 
 import os
-import time
 
 from .errors import TensorlangTypeError
 from .schedule.schedule import Schedule
@@ -76,7 +75,6 @@ def build(sch, args=None, target="llvm", target_host=None, name: str = "main",
         func = lower(sch, args, name, dump_ir=dump_ir)
     else:
         raise TensorlangTypeError(f"build expects a Schedule or a lowered function, got {type(sch).__name__}")
-    t0 = time.perf_counter()
     ir_text, meta = codegen(func, tgt, bounds_check=bounds_check, fast_math=fast_math)
     init_llvm()
     mod = parse_and_optimize(ir_text, tgt)
@@ -84,6 +82,4 @@ def build(sch, args=None, target="llvm", target_host=None, name: str = "main",
     engine.finalize_object()
     address = engine.get_function_address(func.name)
     sources = {"tir": str(func), "ll_raw": ir_text, "ll": str(mod)}
-    m = Module(address, meta, sources, keepalive=(engine, mod))
-    m.codegen_seconds = time.perf_counter() - t0
-    return m
+    return Module(address, meta, sources, keepalive=(engine, mod))

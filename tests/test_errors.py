@@ -637,7 +637,8 @@ def test_time_evaluator_bad_counts(small_module, kw, what):
 
 # =========================================================================== call time (child)
 
-_CALL_CHILD = r'''
+# run in child interpreters: each check prints one JSON record
+_CHILD_PRELUDE = r'''
 import json, os, tempfile
 import numpy as np
 import tensorlang as tl
@@ -651,7 +652,9 @@ def check(label, fn):
     else:
         rec = {"label": label, "error": None}
     print("@@" + json.dumps(rec), flush=True)
+'''
 
+_CALL_CHILD = _CHILD_PRELUDE + r'''
 def f32(*shape):
     return np.ones(shape, dtype="float32")
 
@@ -742,21 +745,7 @@ check("still_works", still_works)
 print("@@END", flush=True)
 '''
 
-_BOUNDS_CHILD = r'''
-import json
-import numpy as np
-import tensorlang as tl
-
-def check(label, fn):
-    try:
-        fn()
-    except Exception as e:
-        rec = {"label": label, "error": type(e).__name__,
-               "bases": [c.__name__ for c in type(e).__mro__], "message": str(e)}
-    else:
-        rec = {"label": label, "error": None}
-    print("@@" + json.dumps(rec), flush=True)
-
+_BOUNDS_CHILD = _CHILD_PRELUDE + r'''
 def build(outs, args, name, **kw):
     s = tl.create_schedule([t.op for t in outs])
     return tl.build(s, args, name=name, bounds_check=True, **kw)

@@ -9,25 +9,16 @@ import os
 import pytest
 
 import tensorlang as tl
+from examples.demo_matmul import matmul_schedule
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
 
 
 def gemm_tiled():
-    """The issue's schedule: tile 32x32, split k by 4, reorder, vectorize, unroll, parallel."""
-    M = N = K = 1024
-    k = tl.reduce_axis((0, K), name="k")
-    A = tl.placeholder((M, K), name="A")
-    B = tl.placeholder((K, N), name="B")
-    C = tl.compute((M, N), lambda i, j: tl.sum(A[i, k] * B[k, j], axis=k), name="C")
-    s = tl.create_schedule(C.op)
-    io, jo, ii, ji = s[C].tile(C.op.axis[0], C.op.axis[1], 32, 32)
-    ko, ki = s[C].split(k, factor=4)
-    s[C].reorder(io, jo, ko, ii, ki, ji)
-    s[C].vectorize(ji)
-    s[C].unroll(ki)
-    s[C].parallel(io)
-    return s, [A, B, C], "mm"
+    """The issue's schedule, as the demo builds it: tile 32x32, split k by 4, reorder,
+    vectorize, unroll, parallel."""
+    s, args = matmul_schedule(1024, 1024, 1024)
+    return s, args, "mm"
 
 
 def tail_split_vectorized():

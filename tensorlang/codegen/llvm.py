@@ -26,7 +26,7 @@ import json
 import struct
 
 from .. import dtype as dt
-from ..arith import walk
+from ..arith import may_fault, walk
 from ..te.expr import Binary, Call, Cast, Const, Expr, Not, Select, Var
 from ..tir.nodes import (Allocate, Broadcast, Buffer, For, IfThenElse, Load, PrimFunc, Ramp, Seq,
                          Store)
@@ -68,13 +68,6 @@ def literal(value, dtype: str) -> str:
         return s
     e = _SCALAR[dt.element(dtype)]
     return "<" + ", ".join(f"{e} {s}" for _ in range(n)) + ">"
-
-
-def _risky(e: Expr) -> bool:
-    """True when evaluating ``e`` reads memory or divides integers (so it may fault)."""
-    return any(isinstance(n, Load) or (isinstance(n, Binary) and n.op in
-               ("div", "floordiv", "floormod", "truncmod") and not dt.is_float(n.dtype))
-               for n in walk(e))
 
 
 class V:
@@ -225,7 +218,7 @@ class FnGen:
         raise NotImplementedError(f"codegen: {type(e).__name__} {e}")
 
     def binary(self, e: Binary) -> V:
-        if e.op in ("and", "or") and e.dtype == "bool" and _risky(e.b):
+        if e.op in ("and", "or") and e.dtype == "bool" and may_fault(e.b):
             return self.short_circuit(e)
         a, b = self.ev(e.a), self.ev(e.b)
         op, ty = e.op, e.a.dtype
@@ -433,7 +426,7 @@ class FnGen:
 
     def select(self, e: Select) -> V:
         c = self.ev(e.cond)
-        risky = _risky(e.true_value) or _risky(e.false_value)
+        risky = may_fault(e.true_value) or may_fault(e.false_value)
         if not risky or dt.lanes(c.dtype) > 1:
             t, f = self.ev(e.true_value), self.ev(e.false_value)
             return self.emit(f"select {c}, {t}, {f}", e.dtype)
@@ -498,10 +491,10 @@ class FnGen:
         first = idx
         if n > 1:                      # report the first lane that is out of bounds
             bad = self.emit(f"xor {lanes_ok}, {literal(True, booly)}", booly)
-            bits = self.emit(f"bitcast {bad} to i{n}", f"int{n}" if n in (8, 16, 32, 64) else "int64")
+            bits, lane = self.tmp(), self.tmp()        # i{n}: not an IR dtype, so raw lines
             self.mod.declare(f"llvm.cttz.i{n}", f"declare i{n} @llvm.cttz.i{n}(i{n}, i1)")
-            lane = self.tmp()
-            self.lines.append(f"  {lane} = call i{n} @llvm.cttz.i{n}(i{n} {bits.ref}, i1 true)")
+            self.lines.append(f"  {bits} = bitcast {bad} to i{n}")
+            self.lines.append(f"  {lane} = call i{n} @llvm.cttz.i{n}(i{n} {bits}, i1 true)")
             first = self.emit(f"extractelement {idx}, i{n} {lane}", dt.element(idx.dtype))
         # only the first violation is recorded (threads of a parallel loop may race here)
         won = self.emit(f"cmpxchg ptr {err.ref}, i64 0, i64 1 seq_cst seq_cst", "handle")

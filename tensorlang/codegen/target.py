@@ -22,16 +22,18 @@ from ..errors import TensorlangValueError
 
 
 @functools.cache
-def init_llvm() -> None:
+def init_llvm() -> ctypes.CDLL:
+    """Initialise LLVM once and load the runtime libraries; returns the libgomp handle."""
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
-    gomp = ctypes.util.find_library("gomp") or "libgomp.so.1"
-    ctypes.CDLL(gomp, mode=ctypes.RTLD_GLOBAL)    # the parallel runtime (GOMP_parallel)
-    llvm.load_library_permanently(gomp)
+    path = ctypes.util.find_library("gomp") or "libgomp.so.1"
+    gomp = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)    # the parallel runtime (GOMP_parallel)
+    llvm.load_library_permanently(path)
     for lib in ("m", "gcc_s"):      # libm: math calls; libgcc_s: half-precision conversions
         path = ctypes.util.find_library(lib)
         if path:
             llvm.load_library_permanently(path)
+    return gomp
 
 
 @dataclass(frozen=True)

@@ -5,17 +5,13 @@ current Python thread."""
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
-import functools
 
 from ..errors import TensorlangValueError
 
 
-@functools.cache
 def _gomp():
     from ..codegen.target import init_llvm
-    init_llvm()
-    return ctypes.CDLL(ctypes.util.find_library("gomp") or "libgomp.so.1", mode=ctypes.RTLD_GLOBAL)
+    return init_llvm()
 
 
 def set_num_threads(n: int) -> None:

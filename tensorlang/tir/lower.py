@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from .. import dtype as dt
-from ..arith import const_int, free_vars, is_index_expr, rewrite, simplify, substitute
+from ..arith import const_int, free_vars, is_index_expr, rewrite, simplify, substitute, walk
 from ..errors import LoweringError, TensorlangTypeError
 from ..schedule.bound import infer_bounds, split_is_exact
 from ..schedule.schedule import Fuse, Schedule, Split, Stage
@@ -212,14 +212,10 @@ def lower_schedule(sch: Schedule, args: list, name: str) -> PrimFunc:
                     "has as a dimension of its own, so it cannot be read from the arrays' shapes")
     written = [b.name for t, b in buffers.items() if b in params and isinstance(t.op, ComputeOp)]
     func = PrimFunc(name, params, tuple(shape_vars.values()), body, tuple(written))
-    loop_vars = {n.var.uid for n in _walk_fors(body)}
+    loop_vars = {n.var.uid for n in walk(body) if isinstance(n, For)}
     for u, v in free_vars(body).items():
         if u not in shape_vars and u not in loop_vars and v.dtype != "handle":
             raise LoweringError(f"variable {v.name!r} is used but not bound: it must appear as a "
                                 "dimension of one of the arguments' shapes")
     return func
 
-
-def _walk_fors(s):
-    from ..arith import walk
-    return [n for n in walk(s) if isinstance(n, For)]

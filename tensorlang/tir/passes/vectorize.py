@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 
 from ... import dtype as dt
-from ...arith import const_int, map_children, rewrite, substitute, walk
+from ...arith import const_int, map_children, may_fault, rewrite, substitute, walk
 from ...te.expr import Binary, Call, Cast, Const, Expr, Not, Select, Var, result_dtype
 from ..nodes import Allocate, Broadcast, For, IfThenElse, Load, PrimFunc, Ramp, Seq, Store, broadcast
 
@@ -22,11 +22,6 @@ from ..nodes import Allocate, Broadcast, For, IfThenElse, Load, PrimFunc, Ramp, 
 class _CannotVectorize(Exception):
     pass
 
-
-def _reads_or_divides(e: Expr) -> bool:
-    return any(isinstance(x, Load) or (isinstance(x, Binary) and x.op in
-               ("div", "floordiv", "floormod", "truncmod") and not dt.is_float(x.dtype))
-               for x in walk(e))
 
 
 def _lanes(e: Expr) -> int:
@@ -44,7 +39,7 @@ class _Vectorizer:
             raise _CannotVectorize("nested vectorized loops")
         if isinstance(e, Binary):
             out = self.binary(e.op, self.expr(e.a), self.expr(e.b), e)
-            if e.op in ("and", "or") and _lanes(out) > 1 and _reads_or_divides(e.b):
+            if e.op in ("and", "or") and _lanes(out) > 1 and may_fault(e.b):
                 raise _CannotVectorize(f"`{e}` must short-circuit (its right side reads memory)")
             return out
         if isinstance(e, Load):
@@ -54,7 +49,7 @@ class _Vectorizer:
             return Load(e.buffer, (idx,), dt.with_lanes(e.dtype, self.n))
         if isinstance(e, Select):
             c, t, f = self.expr(e.cond), self.expr(e.true_value), self.expr(e.false_value)
-            if _lanes(c) > 1 and (_reads_or_divides(t) or _reads_or_divides(f)):
+            if _lanes(c) > 1 and (may_fault(t) or may_fault(f)):
                 raise _CannotVectorize("if_then_else whose lane-dependent condition guards loads")
             n = max(_lanes(c), _lanes(t), _lanes(f))
             t, f = broadcast(t, n), broadcast(f, n)
