@@ -138,6 +138,55 @@ def bound(e: Expr, env: dict) -> tuple:
     return -INF, INF
 
 
+def interval(e: Expr, env: dict):
+    """Symbolic inclusive interval ``(lo, hi)`` of the index expression ``e`` when each
+    variable whose uid is in ``env`` ranges over ``env[uid] = (lo, hi)`` (expressions) and
+    every other variable is held fixed; ``None`` when no bound is known. Exact for sums of
+    variables times constants; division, modulo, min, max and selects give a (possibly
+    larger) enclosing interval."""
+    if isinstance(e, Const):
+        return (e, e) if dt.is_int(e.dtype) else None
+    if isinstance(e, Var):
+        return env.get(e.uid, (e, e))
+    if isinstance(e, Cast) and dt.is_int(e.dtype) and dt.is_int(e.value.dtype) \
+            and dt.itemsize(e.dtype) >= dt.itemsize(e.value.dtype):
+        r = interval(e.value, env)
+        return r and (cast(e.dtype, r[0]), cast(e.dtype, r[1]))
+    if isinstance(e, Select):
+        a, b = interval(e.true_value, env), interval(e.false_value, env)
+        return a and b and (simplify(binary("min", a[0], b[0])), simplify(binary("max", a[1], b[1])))
+    if not (isinstance(e, Binary) and e.op in _INDEX_OPS and is_index_expr(e.a) and is_index_expr(e.b)):
+        return None
+    a, b = interval(e.a, env), interval(e.b, env)
+    if a is None or b is None:
+        return None
+    point = lambda r: structural_equal(r[0], r[1])   # noqa: E731
+    op, (a0, a1), (b0, b1) = e.op, a, b
+    if op == "add":
+        out = (a0 + b0, a1 + b1)
+    elif op == "sub":
+        out = (a0 - b1, a1 - b0)
+    elif op == "min" or op == "max":
+        out = (binary(op, a0, b0), binary(op, a1, b1))
+    elif op == "mul" and point(a) and point(b):
+        out = (a0 * b0, a0 * b0)
+    elif op == "mul" and (const_int(b0) is not None and point(b) or const_int(a0) is not None and point(a)):
+        (x0, x1), c = (a, const_int(b0)) if point(b) and const_int(b0) is not None else (b, const_int(a0))
+        out = (x0 * c, x1 * c) if c >= 0 else (x1 * c, x0 * c)
+    elif op in ("floordiv", "floormod") and point(b) and (const_int(b0) or 0) > 0:
+        if point(a):
+            out = (binary(op, a0, b0), binary(op, a0, b0))
+        elif op == "floordiv":
+            out = (binary(op, a0, b0), binary(op, a1, b0))
+        elif const_int(binary("floordiv", a1, b0) - binary("floordiv", a0, b0)) == 0:
+            out = (binary(op, a0, b0), binary(op, a1, b0))       # one period: no wrap-around
+        else:
+            out = (Const(0, e.dtype), b0 - 1)
+    else:
+        return None
+    return simplify(out[0]), simplify(out[1])
+
+
 def _mul(x, y):
     if x == 0 or y == 0:
         return 0
@@ -313,6 +362,9 @@ def _simplify_binary(e: Binary, env: dict) -> Expr | None:
             return simplify(Binary("add", from_linear(q_terms, q_const, dtype), inner, dtype), env)
         return None
     if op in ("min", "max") and isint:
+        d = const_int(Binary("sub", a, b, dtype)) if not (isinstance(a, Const) or isinstance(b, Const)) else None
+        if d is not None:                   # x + 1 vs x: the difference decides
+            return a if (d <= 0) == (op == "min") else b
         if all(isinstance(x, Binary) and x.op == "floordiv" for x in (a, b)) \
                 and structural_equal(a.b, b.b) \
                 and isinstance(a.b, Const) and a.b.value > 0:
@@ -380,5 +432,5 @@ def ceildiv(a: Expr, b: Expr) -> Expr:
     return simplify(binary("floordiv", binary("add", a, binary("sub", b, 1)), b))
 
 
-__all__ = ["map_children", "rewrite", "walk", "substitute", "free_vars", "bound", "linear",
+__all__ = ["map_children", "rewrite", "walk", "substitute", "free_vars", "bound", "interval", "linear",
            "from_linear", "simplify", "const_int", "ceildiv"]

@@ -1,21 +1,30 @@
-"""Bound inference: the range of every iteration variable of every stage.
+"""Bound inference: the range of every loop of every stage, and the region each stage computes.
 
-A root stage iterates over its operation's whole domain. Splits and fuses then determine
-their children's ranges: ``split(x, factor=f)`` gives ``outer in [0, ceil(ext/f))`` and
-``inner in [0, f)``; ``fuse(a, b)`` gives ``[0, ext(a)*ext(b))``. Derived loops always start
-at 0; the root minimum is added back when lowering rebuilds the original indices.
+A stage at root computes its whole domain. A stage computed at loop ``a`` of a consumer
+stage ``S`` computes, at each iteration of ``a``, the *region* of its result that the loops
+inside ``a`` read. Stages are visited consumers first; for each read ``P[f(i, j, ...)]`` in a
+consumer, the consumer's indices are written in terms of its loop variables, the loops of
+``S`` down to ``a`` (and everything enclosing ``S``) are held fixed, and every other loop
+variable is *relaxed* over its range. The union over all reads is the region: its minimum is
+an expression of the fixed loops, its extent is constant for affine reads
+(``P[y + ry - 1]`` under a tile of 8 rows needs 10 rows, starting at ``8*yo - 1``).
+
+From a stage's root ranges, splits and fuses determine the leaf loops' ranges:
+``split(x, factor=f)`` gives ``outer in [0, ceil(ext/f))`` and ``inner in [0, f)``;
+``fuse(a, b)`` gives ``[0, ext(a)*ext(b))``. Loops always start at 0; lowering adds the root
+minimum back when it rebuilds the original indices.
 """
 
 from __future__ import annotations
 
-from ..arith import ceildiv, const_int, simplify
-from ..te.expr import Const, Range, binary, cast
+from dataclasses import dataclass, field
+
+from ..arith import bound, ceildiv, const_int, free_vars, interval, simplify, substitute, walk
+from ..te.expr import Const, Range, TensorLoad, binary, cast
+from ..te.tensor import PlaceholderOp
 from .schedule import Fuse, Schedule, Split, Stage
 
-
-def root_ranges(stage: Stage) -> dict:
-    """Ranges of the stage's original axes: the full domain for a root stage."""
-    return {iv: iv.dom for iv in list(stage.op.axis) + list(stage.op.reduce_axis)}
+INF = float("inf")
 
 
 def stage_ranges(stage: Stage, roots: dict) -> dict:
@@ -46,9 +55,135 @@ def split_is_exact(rel: Split, rng: dict) -> bool:
     return ext is not None and o is not None and i is not None and o * i == ext
 
 
-def infer_bounds(sch: Schedule) -> dict:
-    """Map every IterVar of every stage to its Range."""
-    out = {}
-    for st in sch.stages:
-        out.update(stage_ranges(st, root_ranges(st)))
+def index_values(stage: Stage, rng: dict) -> tuple[dict, list]:
+    """Each IterVar of ``stage`` as an expression of the leaf loop variables (offset from its
+    range's min), plus ``(parent, condition)`` guards for the splits that are not exact."""
+    value = {iv: iv.var for iv in stage.leaf_iter_vars}
+    guards = []
+    for rel in reversed(stage.relations):
+        if isinstance(rel, Split):
+            value[rel.parent] = cast(rel.parent.dtype,
+                                     value[rel.outer] * rng[rel.inner].extent + value[rel.inner])
+            if not split_is_exact(rel, rng):
+                guards.append((rel.parent, value[rel.parent] < rng[rel.parent].extent))
+        elif isinstance(rel, Fuse):
+            ext = rng[rel.inner].extent
+            value[rel.outer] = cast(rel.outer.dtype, value[rel.fused] // ext)
+            value[rel.inner] = cast(rel.inner.dtype, value[rel.fused] % ext)
+    return value, guards
+
+
+def root_values(stage: Stage, rng: dict) -> dict:
+    """The stage's original axes (``op.axis`` and ``op.reduce_axis``) in terms of its leaf
+    loop variables: ``min + value``."""
+    value, _ = index_values(stage, rng)
+    return {iv: simplify(rng[iv].min + value[iv])
+            for iv in list(stage.op.axis) + list(stage.op.reduce_axis)}
+
+
+def fixed_loops(stage: Stage, ivar) -> list:
+    """The leaf loops that enclose a stage computed at ``(stage, ivar)``: ``stage``'s loops
+    down to ``ivar``, and the loops enclosing ``stage`` itself."""
+    out = []
+    while stage is not None:
+        leaves = stage.leaf_iter_vars
+        out += leaves[:leaves.index(ivar) + 1]
+        stage, ivar = stage.attach_stage, stage.attach_ivar
     return out
+
+
+@dataclass
+class Bounds:
+    """The result of bound inference for one schedule."""
+    ranges: dict = field(default_factory=dict)    # IterVar -> Range (every stage's loops)
+    regions: dict = field(default_factory=dict)   # Stage -> tuple of Range, one per dimension
+    alloc: dict = field(default_factory=dict)     # Stage -> buffer shape (constant when possible)
+    clip: dict = field(default_factory=dict)      # Stage -> dimensions whose region may leave the domain
+    env: dict = field(default_factory=dict)       # loop var uid -> numeric (lo, hi)
+
+    def __getitem__(self, iv):
+        return self.ranges[iv]
+
+
+def infer_bounds(sch: Schedule, bodies: dict | None = None, consumers: dict | None = None) -> Bounds:
+    """Ranges of every loop and the region of every computed stage. ``bodies`` maps each
+    stage to its expression after inlining (default: its operation's body), ``consumers``
+    maps each stage to the stages reading it (see ``schedule.graph``)."""
+    from .graph import inline_bodies, reader_map
+    bodies = inline_bodies(sch) if bodies is None else bodies
+    consumers = reader_map(sch, bodies) if consumers is None else consumers
+    b = Bounds()
+    extent_of = {}                    # leaf var uid -> extent of its loop
+    for st in reversed(sch.stages):
+        if isinstance(st.op, PlaceholderOp) or st.attach_type == "inline":
+            continue
+        full = tuple(iv.dom for iv in st.op.axis)
+        region = full if st.attach_type != "scope" else \
+            _region(st, full, consumers[st], bodies, b, extent_of)
+        roots = {iv: r for iv, r in zip(st.op.axis, region)}
+        roots.update({iv: iv.dom for iv in st.op.reduce_axis})
+        rng = stage_ranges(st, roots)
+        b.ranges.update(rng)
+        b.regions[st] = region
+        for iv in st.leaf_iter_vars:
+            extent_of[iv.var.uid] = rng[iv].extent
+            b.env[iv.var.uid] = (0, bound(rng[iv].extent, b.env)[1] - 1)
+        b.alloc[st], b.clip[st] = [], []
+        for d, (r, dom) in enumerate(zip(region, full)):
+            hi = bound(r.extent, b.env)[1]
+            b.alloc[st].append(Const(int(hi), r.extent.dtype) if hi != INF else r.extent)
+            lo_ok = bound(simplify(r.min - dom.min), b.env)[0] >= 0
+            hi_ok = bound(simplify(dom.min + dom.extent - r.min - r.extent), b.env)[0] >= 0
+            if not (lo_ok and hi_ok):
+                b.clip[st].append(d)
+    return b
+
+
+def _region(st: Stage, full: tuple, readers: list, bodies: dict, b: Bounds, extent_of: dict) -> tuple:
+    """The region of ``st``'s result read under its attach point, one Range per dimension."""
+    fixed = {iv.var.uid for iv in fixed_loops(st.attach_stage, st.attach_ivar)}
+    relaxed: dict = {}
+
+    def env_of(uids):
+        for u in uids:
+            if u in extent_of and u not in fixed and u not in relaxed:
+                ext = extent_of[u]
+                env_of(free_vars(ext))
+                hi = interval(ext, relaxed)
+                relaxed[u] = (Const(0, ext.dtype), simplify(hi[1] - 1)) if hi else None
+        return {u: r for u, r in relaxed.items() if r is not None}
+
+    lo = [None] * len(full)
+    hi = [None] * len(full)
+    unknown = set()
+    for c in readers:
+        values = root_values(c, b.ranges)
+        for n in walk(bodies[c]):
+            if not (isinstance(n, TensorLoad) and c.schedule.stage_of(n.tensor) is st):
+                continue
+            for d, i in enumerate(n.indices):
+                i = substitute(i, values)
+                env = env_of(free_vars(i))
+                if any(u in extent_of and u not in fixed and u not in env for u in free_vars(i)):
+                    r = None                       # a loop with an unbounded extent
+                else:
+                    r = interval(i, env)
+                if r is None:
+                    unknown.add(d)
+                    continue
+                lo[d] = r[0] if lo[d] is None else simplify(binary("min", lo[d], r[0]))
+                hi[d] = r[1] if hi[d] is None else simplify(binary("max", hi[d], r[1]))
+    out = []
+    for d, dom in enumerate(full):
+        if d in unknown or lo[d] is None:
+            out.append(dom)                        # conservative: the whole dimension
+        else:
+            mn, mx = cast(dom.min.dtype, lo[d]), cast(dom.min.dtype, hi[d])
+            # constant bounds reaching past a constant domain (reads in the skipped tail of
+            # an inexact split) are clamped to the domain
+            cmn = const_int(binary("max", mn, dom.min))
+            cmx = const_int(binary("min", mx, dom.min + dom.extent - 1))
+            if cmn is not None and cmx is not None:
+                mn, mx = Const(cmn, mn.dtype), Const(max(cmx, cmn - 1), mn.dtype)
+            out.append(Range(simplify(mn), simplify(mx - mn + 1)))
+    return tuple(out)

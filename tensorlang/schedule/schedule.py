@@ -6,8 +6,13 @@ that nest: ``split`` and ``fuse`` add iteration-variable *relations* (recorded, 
 eagerly), ``reorder`` permutes the leaf loops, and ``vectorize``/``unroll``/``parallel``/
 ``pragma`` annotate them. Lowering later rebuilds each original index from the leaves.
 
-Stages also carry an *attach* state (``root`` for now: a separate loop nest at the top of the
-function), which multi-stage primitives such as ``compute_at`` change.
+Each stage also has an *attach* state: where its loop nest goes. ``root`` (the default) is a
+separate loop nest at the top level of the function; ``compute_at`` puts it inside a loop of a
+consumer (computing only the region that loop iteration needs); ``compute_inline`` replaces
+its reads by its expression. ``cache_read``, ``cache_write`` and ``rfactor`` rewrite the
+dataflow: they add a stage and change the *current* operation (``stage.op``) of the stages
+they touch, while ``stage.origin_op`` (and the user's tensor handles) keep naming the same
+result.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from dataclasses import dataclass
 
 from ..errors import ScheduleError, TensorlangTypeError
 from ..te.expr import Const, Expr, IterVar, Var
-from ..te.tensor import Operation, PlaceholderOp, Tensor, as_int
+from ..te.tensor import ComputeOp, Operation, PlaceholderOp, Tensor, as_int
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,18 +49,25 @@ class Stage:
     """The schedule of one operation: its leaf loops, their relations and annotations."""
 
     def __init__(self, op: Operation, schedule: "Schedule"):
-        self.op = op
+        self.origin_op = op            # the result this stage computes (buffers, arguments)
         self.schedule = schedule
+        self.attach_type = "root"      # "root" | "inline" | "scope" (compute_at)
+        self.attach_stage: Stage | None = None
+        self.attach_ivar: IterVar | None = None
+        self.scope = "auto"            # where an intermediate buffer lives: auto | stack | heap
+        self.aligns: dict[int, tuple] = {}   # dimension -> (factor, offset) of its stride
+        self.is_output = False
+        self._reset(op)
+
+    def _reset(self, op: Operation) -> None:
+        """Make ``op`` the stage's current operation, with its axes as a fresh loop nest."""
+        self.op = op
         axes = list(op.axis) + list(op.reduce_axis)
         self.all_iter_vars: list[IterVar] = list(axes)
         self.leaf_iter_vars: list[IterVar] = list(axes)
         self.relations: list = []
         self.iter_var_attrs: dict[IterVar, str] = {}   # leaf -> loop kind
         self.pragmas: dict[IterVar, list] = {}
-        self.attach_type = "root"      # "root" | "inline" | "scope" (compute_at)
-        self.attach_stage: Stage | None = None
-        self.attach_ivar: IterVar | None = None
-        self.is_output = False
 
     def __repr__(self):
         return f"Stage({self.op.name})"
@@ -191,7 +203,104 @@ class Stage:
         raise ScheduleError(f"stage {self.op.name!r}.bind: tensorlang targets CPUs and has no GPU "
                             "threads; use parallel() and vectorize() instead")
 
+    # ----------------------------------------------------------------- placement
+
+    def compute_at(self, parent: "Stage", ivar: IterVar) -> None:
+        """Compute this stage inside loop ``ivar`` of stage ``parent``: at each iteration of
+        that loop, only the region of this stage's result that the loops inside it read.
+
+        Bound inference derives the region from the consumers' index expressions (exactly for
+        affine indices, conservatively otherwise), and the buffer is allocated there with the
+        region's size. ``parent`` must consume this stage, directly or through stages that
+        are themselves computed inside ``parent``'s loop.
+        """
+        me = self.op.name
+        if not isinstance(parent, Stage):
+            raise TensorlangTypeError(f"stage {me!r}.compute_at: expected a stage (s[T]) as the "
+                                      f"first argument, got {type(parent).__name__}")
+        if parent.schedule is not self.schedule:
+            raise ScheduleError(f"stage {me!r}.compute_at: stage {parent.op.name!r} belongs to "
+                                "another schedule")
+        self._computable("compute_at")
+        if parent is self:
+            raise ScheduleError(f"stage {me!r}.compute_at: cannot compute a stage inside its own loops")
+        if isinstance(parent.op, PlaceholderOp):
+            raise ScheduleError(f"stage {me!r}.compute_at: {parent.op.name!r} is a placeholder "
+                                "and has no loops")
+        ivar = parent._leaf(ivar, f"compute_at (as the loop of {parent.op.name!r} to compute "
+                                  f"{me!r} in)")
+        if self not in self.schedule._upstream(parent):
+            raise ScheduleError(f"stage {me!r}.compute_at: stage {parent.op.name!r} does not "
+                                f"consume {me!r} (directly or through other stages), so its loops "
+                                f"cannot tell which part of {me!r} is needed")
+        st = parent
+        while st.attach_type == "scope":
+            st = st.attach_stage
+            if st is self:
+                raise ScheduleError(f"stage {me!r}.compute_at: {parent.op.name!r} is itself "
+                                    f"computed inside {me!r}'s loops; computing {me!r} inside "
+                                    f"{parent.op.name!r} would be a cycle")
+        self.attach_type, self.attach_stage, self.attach_ivar = "scope", parent, ivar
+
+    def compute_inline(self) -> None:
+        """Do not materialise this stage: each read of it is replaced by its expression (with
+        the reader's indices). Only elementwise (non-reduction) stages can be inlined."""
+        self._computable("compute_inline")
+        if isinstance(self.op, ComputeOp) and self.op.reduce_axis:
+            raise ScheduleError(
+                f"stage {self.op.name!r}.compute_inline: it is a reduction (over "
+                f"{', '.join(iv.name for iv in self.op.reduce_axis)}); only elementwise stages can "
+                "be inlined. Use compute_at to compute it inside its consumer's loop instead")
+        for st in self.schedule.stages:
+            if st.attach_type == "scope" and st.attach_stage is self:
+                raise ScheduleError(
+                    f"stage {self.op.name!r}.compute_inline: stage {st.op.name!r} is computed at one "
+                    f"of its loops; move {st.op.name!r} first (compute_root or compute_at elsewhere)")
+        self.attach_type, self.attach_stage, self.attach_ivar = "inline", None, None
+
+    def compute_root(self) -> None:
+        """Compute this stage as its own loop nest at the top level of the function (the
+        default), undoing ``compute_at`` or ``compute_inline``."""
+        self._computable("compute_root")
+        self.attach_type, self.attach_stage, self.attach_ivar = "root", None, None
+
+    def _computable(self, what: str) -> None:
+        if isinstance(self.op, PlaceholderOp):
+            raise ScheduleError(f"stage {self.op.name!r}.{what}: {self.op.name!r} is a placeholder "
+                                "(an input); it is not computed. Use s.cache_read to copy it first")
+        if self.is_output and what != "compute_root":
+            raise ScheduleError(f"stage {self.op.name!r}.{what}: {self.op.name!r} is an output of the "
+                                "schedule; outputs are computed at root, whole")
+
+    def set_scope(self, scope: str) -> None:
+        """Where this stage's intermediate buffer is allocated: ``"stack"`` (constant size, up
+        to 1 MiB), ``"heap"`` (any size; freed at the end of its scope), or ``"global"``/
+        ``"local"`` (the default: the stack when constant and at most 32 KiB, else the heap)."""
+        self.scope = _scope(scope, f"stage {self.op.name!r}.set_scope")
+
+    def storage_align(self, axis: IterVar, factor: int, offset: int) -> None:
+        """Pad this stage's buffer so that the stride of dimension ``axis`` (one of
+        ``op.axis``) is ``k * factor + offset`` elements: e.g. ``factor=16, offset=1`` staggers
+        rows across cache sets. Only intermediate buffers can be padded."""
+        me = self.op.name
+        axes = list(self.op.axis)
+        if not any(axis is a for a in axes):
+            raise ScheduleError(f"stage {me!r}.storage_align: {getattr(axis, 'name', axis)!r} is "
+                                f"not a data axis of {me!r} (its axes: "
+                                f"{', '.join(a.name for a in axes)})")
+        factor, offset = as_int(factor), as_int(offset)
+        if not (isinstance(factor, int) and isinstance(offset, int)) or factor <= 0 \
+                or not 0 <= offset < factor:
+            raise ScheduleError(f"stage {me!r}.storage_align: need integers factor > 0 and "
+                                f"0 <= offset < factor, got factor={factor!r}, offset={offset!r}")
+        self.aligns[next(n for n, a in enumerate(axes) if a is axis)] = (factor, offset)
+
     # ----------------------------------------------------------------- bookkeeping
+
+    def _scheduled(self) -> bool:
+        axes = list(self.op.axis) + list(self.op.reduce_axis)
+        return bool(self.relations or self.iter_var_attrs or self.pragmas
+                    or any(a is not b for a, b in zip(self.leaf_iter_vars, axes)))
 
     def _replace(self, old: IterVar, new: list) -> None:
         i = self.leaf_iter_vars.index(old)
@@ -236,6 +345,68 @@ class Schedule:
         for op in outputs:
             self.stage_map[op].is_output = True
 
+    # ----------------------------------------------------------------- dataflow
+
+    def stage_of(self, tensor: Tensor) -> Stage | None:
+        """The stage computing ``tensor`` (``None`` for a tensor outside the schedule)."""
+        return self.stage_map.get(tensor.op)
+
+    def reads(self, stage: Stage) -> list:
+        """The stages whose results ``stage``'s current operation reads."""
+        out = []
+        for t in stage.op.input_tensors:
+            st = self.stage_of(t)
+            if st is not None and st not in out:
+                out.append(st)
+        return out
+
+    def _upstream(self, stage: Stage) -> set:
+        """Every stage ``stage`` reads, directly or through other stages."""
+        seen, todo = set(), [stage]
+        while todo:
+            for p in self.reads(todo.pop()):
+                if p not in seen:
+                    seen.add(p)
+                    todo.append(p)
+        return seen
+
+    def _add_stage(self, op: Operation, at: int) -> Stage:
+        st = Stage(op, self)
+        self.stages.insert(at, st)
+        self.stage_map[op] = st
+        return st
+
+    def _replace_op(self, stage: Stage, op: Operation, keep_loops: bool) -> None:
+        """Give ``stage`` a new current operation (its result stays the same tensor)."""
+        if keep_loops:
+            stage.op = op
+        else:
+            stage._reset(op)
+        self.stage_map[op] = stage
+
+    def cache_read(self, tensor: Tensor, scope: str, readers) -> Tensor:
+        """A new stage copying ``tensor`` into a buffer of its own, read by ``readers``
+        (tensors or operations) instead of ``tensor``. Returns the copy (schedulable like any
+        stage: typically computed at a loop of the reader)."""
+        from .dataflow import cache_read
+        return cache_read(self, tensor, scope, readers)
+
+    def cache_write(self, tensor: Tensor, scope: str) -> Tensor:
+        """A new stage computing ``tensor``'s expression (with its reduction) into a buffer of
+        its own; ``tensor``'s stage becomes a copy of it. Returns the cache tensor. Call it
+        before scheduling ``tensor``'s stage."""
+        from .dataflow import cache_write
+        return cache_write(self, tensor, scope)
+
+    def rfactor(self, tensor: Tensor, axis: IterVar, factor_axis: int = 0) -> Tensor:
+        """Split the reduction of ``tensor`` along its reduction loop ``axis``: a new stage
+        ``T.rf`` keeps ``axis`` as a data dimension (at position ``factor_axis``) and reduces
+        over the other reduction loops; ``tensor``'s stage then reduces ``T.rf`` over that
+        dimension. The partial results are independent, so ``T.rf``'s new dimension can be
+        parallelized or vectorized. Returns ``T.rf``."""
+        from .dataflow import rfactor
+        return rfactor(self, tensor, axis, factor_axis)
+
     def __getitem__(self, key) -> Stage:
         op = key.op if isinstance(key, Tensor) else key
         if not isinstance(op, Operation):
@@ -247,6 +418,16 @@ class Schedule:
 
     def __repr__(self):
         return f"Schedule({', '.join(st.op.name for st in self.stages)})"
+
+
+SCOPES = {"global": "auto", "local": "auto", "auto": "auto", "stack": "stack", "heap": "heap"}
+
+
+def _scope(scope, who: str) -> str:
+    if scope not in SCOPES:
+        raise ScheduleError(f"{who}: unknown storage scope {scope!r}; on a CPU use \"global\" "
+                            "(stack when small, else heap), \"stack\" or \"heap\"")
+    return SCOPES[scope]
 
 
 def thread_axis(*args, **kwargs):

@@ -1,5 +1,8 @@
 """Schedule -> loop IR: build each stage's loop nest from its leaf iteration variables.
 
+Root stages follow one another at the top level; a stage computed at a loop of another
+(``compute_at``) is built inside that loop, before the rest of its body, with its buffer
+allocated there at the size bound inference gave its region. Inlined stages have no nest.
 For every stage this
 
 1. takes the leaf loops (outermost first) with the ranges from bound inference;
@@ -11,23 +14,28 @@ For every stage this
    its own copy of the data-parallel loops below that point) and then updates it.
 
 Intermediate tensors that are not function arguments get an ``Allocate`` (stack when small
-and constant-sized, heap otherwise). Tensor reads become buffer ``Load``s.
+and constant-sized, heap otherwise). Tensor reads become buffer ``Load``s, offset by the
+start of the region an attached stage's buffer holds.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 
+import re
+
 from .. import dtype as dt
 from ..arith import const_int, free_vars, is_index_expr, rewrite, simplify, substitute, walk
 from ..errors import LoweringError, TensorlangTypeError
-from ..schedule.bound import infer_bounds, split_is_exact
-from ..schedule.schedule import Fuse, Schedule, Split, Stage
-from ..te.expr import Const, Reduce, TensorLoad, Var, cast
-from ..te.tensor import ComputeOp, PlaceholderOp, Tensor
+from ..schedule.bound import Bounds, index_values, infer_bounds
+from ..schedule.graph import check_attachments, inline_bodies, reader_map
+from ..schedule.schedule import Schedule, Stage
+from ..te.expr import Const, Reduce, TensorLoad, Var, binary, cast
+from ..te.tensor import PlaceholderOp, Tensor
 from .nodes import Allocate, Buffer, For, IfThenElse, Load, PrimFunc, Store, seq
 
-STACK_LIMIT_BYTES = 32 * 1024   # larger (or symbolic) intermediate buffers go on the heap
+STACK_LIMIT_BYTES = 32 * 1024       # "auto" scope: larger (or symbolic) buffers go on the heap
+STACK_MAX_BYTES = 1024 * 1024       # the most an explicit "stack" scope may take
 
 # symbols generated code may call: a kernel must not be named after one of them
 _MATH = ("exp", "log", "sqrt", "tanh", "erf", "pow", "sin", "cos", "exp2", "log2", "log10",
@@ -38,32 +46,18 @@ RESERVED_NAMES = frozenset([f + s for f in _MATH for s in ("", "f", "l")]
                               "memset", "memmove", "abort", "main_parallel"])
 
 
-def _index_values(stage: Stage, rng: dict) -> tuple[dict, list]:
-    """Each IterVar of ``stage`` as an expression of the leaf loop variables (offset from its
-    range's min), plus the guard conditions of inexact splits."""
-    value = {iv: iv.var for iv in stage.leaf_iter_vars}
-    guards = []
-    for rel in reversed(stage.relations):
-        if isinstance(rel, Split):
-            value[rel.parent] = cast(rel.parent.dtype,
-                                     value[rel.outer] * rng[rel.inner].extent + value[rel.inner])
-            if not split_is_exact(rel, rng):
-                guards.append((rel.parent, value[rel.parent] < rng[rel.parent].extent))
-        elif isinstance(rel, Fuse):
-            ext = rng[rel.inner].extent
-            value[rel.outer] = cast(rel.outer.dtype, value[rel.fused] // ext)
-            value[rel.inner] = cast(rel.inner.dtype, value[rel.fused] % ext)
-    return value, guards
-
-
-def _nest(loops: list, body, guards: list, kinds: dict, annotations: dict, rng: dict):
+def _nest(loops: list, body, guards: list, kinds: dict, annotations: dict, rng: dict,
+          attach: dict | None = None):
     """Wrap ``body`` in ``loops`` (IterVar, Var) outermost first; each guard goes right inside
-    the innermost loop whose variable it reads (or outside all loops)."""
+    the innermost loop whose variable it reads (or outside all loops), and the stages
+    computed at a loop (``attach[iv]``, a function of the loop's body) go inside its guard."""
     depth = {var.uid: d for d, (_, var) in enumerate(loops)}
     at = defaultdict(list)
     for g in guards:
         at[max((depth[u] for u in free_vars(g) if u in depth), default=-1)].append(g)
     for d in range(len(loops) - 1, -2, -1):
+        if d >= 0 and attach and loops[d][0] in attach:
+            body = attach[loops[d][0]](body)
         if at[d]:
             cond = at[d][0]
             for g in at[d][1:]:
@@ -88,19 +82,23 @@ def _check_loop_kinds(stage: Stage, rng: dict) -> None:
                 "and annotate the inner axis")
 
 
-def lower_stage(stage: Stage, rng: dict, buf: Buffer):
-    """The loop nest that computes ``stage`` into ``buf``."""
-    op: ComputeOp = stage.op
+def lower_stage(stage: Stage, body, b: Bounds, buf: Buffer, offsets: tuple, attach: dict):
+    """The loop nest that computes ``stage`` (whose expression is ``body``) into ``buf``,
+    whose element 0 holds the element ``offsets`` of the stage's region. ``attach`` maps
+    loops of this stage to the nests of the stages computed there."""
+    op, rng = stage.op, b.ranges
     _check_loop_kinds(stage, rng)
-    value, split_guards = _index_values(stage, rng)
-    root = {iv: simplify(iv.dom.min + value[iv]) for iv in list(op.axis) + list(op.reduce_axis)}
-    index = tuple(root[iv] for iv in op.axis)
+    value, split_guards = index_values(stage, rng)
+    root = {iv: simplify(rng[iv].min + value[iv]) for iv in list(op.axis) + list(op.reduce_axis)}
+    for d in b.clip.get(stage, ()):            # region larger than the domain: skip the excess
+        iv = op.axis[d]
+        split_guards.append((iv, (root[iv] >= iv.dom.min) & (root[iv] < iv.dom.min + iv.dom.extent)))
+    index = tuple(simplify(root[iv] - o) for iv, o in zip(op.axis, offsets))
     kinds, notes = stage.iter_var_attrs, stage.pragmas
     leaves = [(iv, iv.var) for iv in stage.leaf_iter_vars]
-    body = op.body
     if not isinstance(body, Reduce):
         store = Store(buf, index, substitute(body, root))
-        return _nest(leaves, store, [g for _, g in split_guards], kinds, notes, rng)
+        return _nest(leaves, store, [g for _, g in split_guards], kinds, notes, rng, attach)
 
     # reduction: init before the first reduce loop, update inside all loops
     first = next(n for n, (iv, _) in enumerate(leaves) if iv.kind == "reduce")
@@ -123,17 +121,39 @@ def lower_stage(stage: Stage, rng: dict, buf: Buffer):
     acc = Load(buf, index, buf.dtype)
     update = Store(buf, index, body.combiner.combine(acc, substitute(body.source, root)))
     update_nest = _nest(inner, update, [g for g in data_guards if reads_inner(g)] + reduce_guards,
-                        kinds, notes, rng)
+                        kinds, notes, rng, attach)
     return _nest(outer, seq(init_nest, update_nest),
-                 [g for g in data_guards if not reads_inner(g)], kinds, notes, rng)
+                 [g for g in data_guards if not reads_inner(g)], kinds, notes, rng, attach)
 
 
-def _tensor_to_buffer_loads(stmt, buffers: dict):
-    def fn(n):
-        if isinstance(n, TensorLoad):
-            return Load(buffers[n.tensor], n.indices, n.dtype)
-        return None
-    return rewrite(stmt, fn)
+def _strides(shape: tuple, aligns: dict) -> tuple:
+    """Row-major strides of ``shape``, each dimension in ``aligns`` padded to
+    ``k * factor + offset`` elements (``storage_align``); ``()`` when nothing is padded."""
+    if not aligns:
+        return ()
+    strides, stride = [], Const(1, shape[-1].dtype if shape else "int32")
+    for d in range(len(shape) - 1, -1, -1):
+        if d in aligns:
+            f, o = aligns[d]
+            stride = simplify(stride + binary("floormod", f + o - binary("floormod", stride, f), f))
+        strides.append(stride)
+        stride = simplify(stride * shape[d])
+    return tuple(reversed(strides))
+
+
+def _scope(stage: Stage, buf: Buffer) -> str:
+    size = buf.const_size()
+    nbytes = None if size is None else size * dt.itemsize(buf.dtype)
+    if stage.scope == "heap":
+        return "heap"
+    if stage.scope == "stack":
+        if nbytes is None or nbytes > STACK_MAX_BYTES:
+            raise LoweringError(
+                f"stage {stage.op.name!r}: scope \"stack\" needs a constant size of at most "
+                f"{STACK_MAX_BYTES} bytes, but its buffer is "
+                f"{'of symbolic size' if nbytes is None else f'{nbytes} bytes'}; use \"heap\"")
+        return "stack"
+    return "stack" if nbytes is not None and nbytes <= STACK_LIMIT_BYTES else "heap"
 
 
 def lower_schedule(sch: Schedule, args: list, name: str) -> PrimFunc:
@@ -148,17 +168,19 @@ def lower_schedule(sch: Schedule, args: list, name: str) -> PrimFunc:
     if name in RESERVED_NAMES or name.startswith(("GOMP_", "omp_", "llvm", "__", "tensorlang_")):
         raise TensorlangTypeError(f"function name {name!r} is reserved (a C library or runtime "
                                   "symbol the generated code may call); choose another name")
-    buffers: dict[Tensor, Buffer] = {}
     used_names: set[str] = set()
 
-    def new_buffer(t: Tensor) -> Buffer:
-        nm, k = t.name, 0
-        while nm in used_names or not nm.isidentifier():
+    def new_buffer(t, shape, strides=()) -> Buffer:
+        base = re.sub(r"\W", "_", t.name)
+        base = base if base.isidentifier() else "T_" + base
+        nm, k = base, 0
+        while nm in used_names:
             k += 1
-            nm = f"{t.name if t.name.isidentifier() else 'T'}_{k}"
+            nm = f"{base}_{k}"
         used_names.add(nm)
-        return Buffer.make(nm, t.dtype, t.shape)
+        return Buffer(nm, t.dtype, tuple(shape), Var(nm, "handle"), strides)
 
+    params: dict = {}           # stage (or placeholder tensor outside the schedule) -> Buffer
     for a in args:
         if isinstance(a, Var):
             raise TensorlangTypeError(
@@ -166,39 +188,85 @@ def lower_schedule(sch: Schedule, args: list, name: str) -> PrimFunc:
                 "bound from the arrays' shapes at call time)")
         if not isinstance(a, Tensor):
             raise TensorlangTypeError(f"args: expected tensors, got {type(a).__name__} {a!r}")
-        if a in buffers:
-            raise TensorlangTypeError(f"args: tensor {a.name!r} is listed twice")
-        if a.op not in sch.stage_map and not isinstance(a.op, PlaceholderOp):
+        st = sch.stage_of(a)
+        if st is None and not isinstance(a.op, PlaceholderOp):
             raise LoweringError(f"args: tensor {a.name!r} is not computed by this schedule")
-        buffers[a] = new_buffer(a)
-    params = tuple(buffers.values())
+        key = st if st is not None else a
+        if key in params:
+            raise TensorlangTypeError(f"args: tensor {a.name!r} is listed twice")
+        if st is not None and st.attach_type != "root":
+            how = "inlined" if st.attach_type == "inline" else "computed at a loop of another stage"
+            raise LoweringError(f"args: tensor {a.name!r} is {how}, so it is never stored whole; "
+                                "a function argument must be computed at root")
+        if st is not None and st.aligns:
+            raise LoweringError(f"args: tensor {a.name!r} has storage_align, but an argument's "
+                                "layout is the caller's array; align only intermediate stages")
+        params[key] = new_buffer(a, a.shape)
 
-    bounds = infer_bounds(sch)
-    nests, allocs = [], []
+    bodies = inline_bodies(sch)
+    readers = reader_map(sch, bodies)
+    check_attachments(sch, readers)
+    bounds = infer_bounds(sch, bodies, readers)
+    buffers, offsets, scopes = {}, {}, {}
     for st in sch.stages:
-        t = st.op.output(0)
-        if isinstance(st.op, PlaceholderOp):
-            if t not in buffers:
-                readers = [s.op.name for s in sch.stages if t in s.op.input_tensors]
-                raise LoweringError(f"placeholder {t.name!r} (read by {', '.join(readers)}) is not in "
-                                    "args; add it to the argument list")
+        if st.attach_type == "inline":
             continue
-        if t not in buffers:
-            buffers[t] = new_buffer(t)
-            allocs.append(buffers[t])
-        nests.append(lower_stage(st, bounds, buffers[t]))
-    body = _tensor_to_buffer_loads(seq(*nests), buffers)
-    for b in reversed(allocs):
-        size = b.const_size()
-        scope = "stack" if size is not None and size * dt.itemsize(b.dtype) <= STACK_LIMIT_BYTES else "heap"
-        body = Allocate(b, scope, body)
+        if isinstance(st.op, PlaceholderOp):
+            if st not in params:
+                names = [r.op.name for r in readers[st]]
+                raise LoweringError(f"placeholder {st.op.name!r} (read by {', '.join(names)}) is not "
+                                    "in args; add it to the argument list")
+            buffers[st] = params[st]
+            offsets[st] = tuple(Const(0, s.dtype) for s in st.op.shape)
+            continue
+        if st in params:
+            buffers[st] = params[st]
+            offsets[st] = tuple(Const(0, iv.dom.min.dtype) for iv in st.op.axis)
+            continue
+        shape = bounds.alloc[st]
+        buffers[st] = new_buffer(st.origin_op, shape, _strides(shape, st.aligns))
+        offsets[st] = tuple(r.min for r in bounds.regions[st])
+        scopes[st] = _scope(st, buffers[st])
 
+    attached = defaultdict(lambda: defaultdict(list))
+    for st in sch.stages:
+        if st.attach_type == "scope":
+            attached[st.attach_stage][st.attach_ivar].append(st)
+
+    def allocate(stages, body):
+        for st in reversed(stages):
+            if st not in params:
+                body = Allocate(buffers[st], scopes[st], body)
+        return body
+
+    def build(st: Stage):
+        attach = {iv: (lambda body, ps=ps: allocate(ps, seq(*[build(p) for p in ps], body)))
+                  for iv, ps in attached[st].items()}
+        return lower_stage(st, bodies[st], bounds, buffers[st], offsets[st], attach)
+
+    roots = [st for st in sch.stages if st.attach_type == "root" and not isinstance(st.op, PlaceholderOp)]
+    body = allocate(roots, seq(*[build(st) for st in roots]))
+
+    def to_load(n):
+        if isinstance(n, TensorLoad):
+            st = sch.stage_of(n.tensor)
+            if st is None:
+                if n.tensor not in params:
+                    raise LoweringError(f"placeholder {n.tensor.name!r} is not in args; add it to "
+                                        "the argument list")
+                return Load(params[n.tensor], n.indices, n.dtype)
+            return Load(buffers[st], tuple(simplify(i - o) for i, o in zip(n.indices, offsets[st])),
+                        n.dtype)
+        return None
+    body = rewrite(body, to_load)
+
+    plist = tuple(params.values())
     shape_vars: dict[int, Var] = {}
-    for b in params:
+    for b in plist:
         for s in b.shape:
             if isinstance(s, Var):
                 shape_vars.setdefault(s.uid, s)
-    for b in params:               # other dimensions (n - 2) are checked at call time
+    for b in plist:               # other dimensions (n - 2) are checked at call time
         for s in b.shape:
             if isinstance(s, (Var, Const)):
                 continue
@@ -210,12 +278,11 @@ def lower_schedule(sch: Schedule, args: list, name: str) -> PrimFunc:
                 raise LoweringError(
                     f"argument {b.name!r}: dimension `{s}` uses {', '.join(missing)}, which no argument "
                     "has as a dimension of its own, so it cannot be read from the arrays' shapes")
-    written = [b.name for t, b in buffers.items() if b in params and isinstance(t.op, ComputeOp)]
-    func = PrimFunc(name, params, tuple(shape_vars.values()), body, tuple(written))
+    written = [b.name for k, b in params.items() if isinstance(k, Stage) and not isinstance(k.op, PlaceholderOp)]
+    func = PrimFunc(name, plist, tuple(shape_vars.values()), body, tuple(written))
     loop_vars = {n.var.uid for n in walk(body) if isinstance(n, For)}
     for u, v in free_vars(body).items():
         if u not in shape_vars and u not in loop_vars and v.dtype != "handle":
             raise LoweringError(f"variable {v.name!r} is used but not bound: it must appear as a "
                                 "dimension of one of the arguments' shapes")
     return func
-

@@ -8,7 +8,6 @@ after it, one flat index.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from .. import dtype as dt
@@ -17,11 +16,13 @@ from ..te.expr import Const, Expr, Node, Var
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Buffer(Node):
-    """A region of memory: name, element dtype, shape (row-major) and its data pointer."""
+    """A region of memory: name, element dtype, shape, its data pointer, and the strides of
+    its dimensions in elements (``()``: row-major; set by ``storage_align``)."""
     name: str
     dtype: str
     shape: tuple
     data: Var
+    strides: tuple = ()
     leaf_node = True
 
     @staticmethod
@@ -29,22 +30,29 @@ class Buffer(Node):
         return Buffer(name, dtype, tuple(shape), Var(name, "handle"))
 
     def flat_index(self, indices) -> Expr:
-        """Row-major offset of ``indices``."""
+        """The element offset of ``indices``."""
+        if self.strides:
+            idx = indices[-1] * self.strides[-1]
+            for st, i in zip(self.strides[:-1], indices[:-1]):
+                idx = idx + i * st
+            return idx
         idx = indices[0] if indices else Const(0, "int32")
         for ext, i in zip(self.shape[1:], indices[1:]):
             idx = idx * ext + i
         return idx
 
     def size(self) -> Expr:
+        """The number of elements the buffer spans."""
+        if self.strides:
+            return self.shape[0] * self.strides[0]
         out = Const(1, "int32")
         for s in self.shape:
             out = out * s
         return out
 
     def const_size(self) -> int | None:
-        if all(isinstance(s, Const) for s in self.shape):
-            return math.prod(s.value for s in self.shape)
-        return None
+        from ..arith import const_int
+        return const_int(self.size()) if self.shape else 1
 
 
 @dataclass(frozen=True, eq=False, repr=False)

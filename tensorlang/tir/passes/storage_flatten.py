@@ -18,7 +18,8 @@ def offset_dtype(b: Buffer) -> str:
     """int32 when every offset fits: a known size below 2**31, or one dimension (whose index
     is below its extent, itself an int32 value)."""
     size = b.const_size()
-    if len(b.shape) == 1 and b.shape[0].dtype == "int32" or size is not None and size < 2**31:
+    if len(b.shape) == 1 and b.shape[0].dtype == "int32" and not b.strides \
+            or size is not None and size < 2**31:
         return "int32"
     return "int64"
 
@@ -28,16 +29,18 @@ def _widen(b: Buffer, exprs) -> tuple:
     return tuple(e if e.dtype == t else cast(t, e) for e in exprs)
 
 
+def _wide(b: Buffer) -> Buffer:
+    return Buffer(b.name, b.dtype, _widen(b, b.shape), b.data, _widen(b, b.strides))
+
+
 def flat(b: Buffer) -> Buffer:
-    if len(b.shape) == 1 and b.shape[0].dtype == offset_dtype(b):
+    if len(b.shape) == 1 and b.shape[0].dtype == offset_dtype(b) and not b.strides:
         return b
-    wide = Buffer(b.name, b.dtype, _widen(b, b.shape), b.data)
-    return Buffer(b.name, b.dtype, (simplify_expr(wide.size()),), b.data)
+    return Buffer(b.name, b.dtype, (simplify_expr(_wide(b).size()),), b.data)
 
 
 def flat_index(b: Buffer, indices) -> Expr:
-    wide = Buffer(b.name, b.dtype, _widen(b, b.shape), b.data)
-    return simplify_expr(wide.flat_index(_widen(b, indices)))
+    return simplify_expr(_wide(b).flat_index(_widen(b, indices)))
 
 
 def storage_flatten(func: PrimFunc) -> PrimFunc:
