@@ -227,8 +227,10 @@ class Stage:
         if isinstance(parent.op, PlaceholderOp):
             raise ScheduleError(f"stage {me!r}.compute_at: {parent.op.name!r} is a placeholder "
                                 "and has no loops")
-        ivar = parent._leaf(ivar, f"compute_at (as the loop of {parent.op.name!r} to compute "
-                                  f"{me!r} in)")
+        if not any(ivar is x for x in parent.leaf_iter_vars):
+            raise ScheduleError(
+                f"stage {me!r}.compute_at(s[{parent.op.name!r}], {getattr(ivar, 'name', ivar)!r}): "
+                f"not a current loop of {parent.op.name!r} (its loops: {parent._leaf_names()})")
         if self not in self.schedule._upstream(parent):
             raise ScheduleError(f"stage {me!r}.compute_at: stage {parent.op.name!r} does not "
                                 f"consume {me!r} (directly or through other stages), so its loops "

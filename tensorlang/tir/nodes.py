@@ -32,8 +32,8 @@ class Buffer(Node):
     def flat_index(self, indices) -> Expr:
         """The element offset of ``indices``."""
         if self.strides:
-            idx = indices[-1] * self.strides[-1]
-            for st, i in zip(self.strides[:-1], indices[:-1]):
+            idx = indices[0] * self.strides[0]
+            for st, i in zip(self.strides[1:], indices[1:]):
                 idx = idx + i * st
             return idx
         idx = indices[0] if indices else Const(0, "int32")

@@ -141,7 +141,8 @@ class Printer:
         return [f"{pad}{self.expr(s)}"]
 
     def buffer(self, b: Buffer) -> str:
-        return f"{b.name}: {b.dtype}[{', '.join(self.expr(x) for x in b.shape)}]"
+        strides = f" strides=[{', '.join(self.expr(x) for x in b.strides)}]" if b.strides else ""
+        return f"{b.name}: {b.dtype}[{', '.join(self.expr(x) for x in b.shape)}]{strides}"
 
 
 def to_text(node) -> str:
