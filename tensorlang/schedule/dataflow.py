@@ -11,7 +11,7 @@ from ..arith import rewrite, substitute
 from ..errors import ScheduleError, TensorlangTypeError
 from ..te.expr import Const, IterVar, Range, Reduce, Select, TensorLoad, Var, cast
 from ..te.tensor import ComputeOp, Operation, Tensor, index_dtype
-from .schedule import Schedule, Stage, _scope
+from .schedule import Schedule, Split, Stage, _scope
 
 
 def _stage(sch: Schedule, tensor, who: str) -> Stage:
@@ -97,10 +97,9 @@ def rfactor(sch: Schedule, tensor: Tensor, axis: IterVar, factor_axis: int = 0) 
         reds = [iv.name for iv in st.leaf_iter_vars if iv.kind == "reduce"]
         raise ScheduleError(f"rfactor({me}): {axis.name!r} is a data axis; rfactor needs one of "
                             f"{me!r}'s reduction loops ({', '.join(reds)})")
-    if any((r.parent if hasattr(r, "parent") else r.outer).kind == "data" for r in st.relations) \
-            or st.attach_type != "root":
-        raise ScheduleError(f"rfactor({me}): call rfactor before splitting, fusing or attaching "
-                            f"{me!r}'s data axes")
+    if any((r.parent if isinstance(r, Split) else r.outer).kind == "data" for r in st.relations):
+        raise ScheduleError(f"rfactor({me}): call rfactor before splitting or fusing {me!r}'s "
+                            "data axes (its loop nest is rebuilt)")
     if not isinstance(factor_axis, int) or not 0 <= factor_axis <= len(op.axis):
         raise ScheduleError(f"rfactor({me}): factor_axis must be an int in [0, {len(op.axis)}], "
                             f"got {factor_axis!r}")

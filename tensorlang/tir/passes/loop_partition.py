@@ -5,14 +5,15 @@ A guard ``c*v + rest < 0`` (``c > 0``, ``v`` this loop's variable) holds for eve
 the inner loops' variables in ``rest`` as long as ``v < (-max(rest) - 1) // c + 1``. The loop
 over ``v`` becomes ``[min, m)`` without the guard and ``[m, min + extent)`` with it, so a
 non-divisible split costs one partial tile instead of a test in every iteration, and the
-main body stays vectorizable.
+main body stays vectorizable. A parallel loop is not cut when its main part would be short
+(under 16 iterations): its tail would run alone after the main part, serialising the loop.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from ...arith import (free_vars, is_index_expr, linear, map_children, rewrite,
+from ...arith import (const_int, free_vars, is_index_expr, linear, map_children, rewrite,
                       simplify as simplify_expr, walk)
 from ...te.expr import Binary, Const, Expr, Var, structural_equal
 from ..nodes import For, IfThenElse, PrimFunc, seq
@@ -52,6 +53,9 @@ def _split_point(term: Expr, loop: For, inner: dict):
     return (0 - rmax - 1) // c + 1, exact
 
 
+PARALLEL_MIN_MAIN = 16
+
+
 def _partition(s):
     if isinstance(s, For):
         inner = {n.var.uid: (n.min, n.extent) for n in walk(s.body) if isinstance(n, For)}
@@ -67,6 +71,11 @@ def _partition(s):
             return dataclasses.replace(s, body=_partition(s.body))
         end = s.min + s.extent
         cut = simplify_expr(Binary("max", s.min, Binary("min", cut, end, end.dtype), end.dtype))
+        main_ext = const_int(cut - s.min)
+        if s.kind == "parallel" and main_ext is not None and main_ext < PARALLEL_MIN_MAIN:
+            # the tail of a parallel loop runs after the main part's threads join: with a
+            # short main part (2 iterations cut into 1 + 1) that would serialise the loop
+            return dataclasses.replace(s, body=_partition(s.body))
 
         def decided(value):
             def fn(n):
