@@ -14,6 +14,11 @@ import numpy as np
 
 import tensorlang as tl
 
+try:
+    from examples.timing import interleaved
+except ImportError:                      # run as a script from examples/
+    from timing import interleaved
+
 
 def matmul_schedule(M, N, K):
     k = tl.reduce_axis((0, K), name="k")
@@ -70,15 +75,10 @@ def main():
     np.testing.assert_allclose(c, a @ b, rtol=1e-4)
 
     flop = 2.0 * M * N * K
-    ours, theirs = [], []
+    t = interleaved({"ours": lambda: f(a, b, c), "numpy": lambda: np.matmul(a, b)},
+                    rounds=args.repeat)
+    (mo, *ours), (mt, *theirs) = t["ours"], t["numpy"]
     evaluator = f.time_evaluator(number=3, repeat=1)
-    for _ in range(args.repeat):          # interleave, so both see the same machine state
-        ours.append(evaluator(a, b, c).median)
-        t = time.perf_counter()
-        for _ in range(3):
-            np.matmul(a, b)
-        theirs.append((time.perf_counter() - t) / 3)
-    mo, mt = statistics.median(ours), statistics.median(theirs)
 
     threads = tl.runtime.get_num_threads()     # the same kernel on one thread, interleaved
     one, many = [], []
