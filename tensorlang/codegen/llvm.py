@@ -134,6 +134,7 @@ class FnGen:
         self.mod = mod
         self.lines: list[str] = []
         self.entry_allocas: list[str] = []
+        self.stack_slots: dict[int, str] = {}
         self.env: dict[int, V] = {}
         self.n = 0
         self.block = "entry"
@@ -667,9 +668,12 @@ class FnGen:
         b = s.buffer
         et = sty(b.dtype)
         if s.scope == "stack":
-            n = b.const_size()
-            p = self.tmp()
-            self.entry_allocas.append(f"  {p} = alloca {et}, i64 {max(n, 1)}, align 64")
+            # one stack slot per buffer and function: copies of an Allocate (unrolled or
+            # partitioned loops) are never live at once, so they share it
+            p = self.stack_slots.get(b.data.uid)
+            if p is None:
+                p = self.stack_slots[b.data.uid] = self.tmp()
+                self.entry_allocas.append(f"  {p} = alloca {et}, i64 {max(b.const_size(), 1)}, align 64")
             self.env[b.data.uid] = V("handle", p)
             self.stmt(s.body)
             del self.env[b.data.uid]

@@ -73,12 +73,12 @@ def index_values(stage: Stage, rng: dict) -> tuple[dict, list]:
     return value, guards
 
 
-def root_values(stage: Stage, rng: dict) -> dict:
+def root_values(stage: Stage, rng: dict) -> tuple[dict, list]:
     """The stage's original axes (``op.axis`` and ``op.reduce_axis``) in terms of its leaf
-    loop variables: ``min + value``."""
-    value, _ = index_values(stage, rng)
+    loop variables (``min + value``), and the guards of its inexact splits."""
+    value, guards = index_values(stage, rng)
     return {iv: simplify(rng[iv].min + value[iv])
-            for iv in list(stage.op.axis) + list(stage.op.reduce_axis)}
+            for iv in list(stage.op.axis) + list(stage.op.reduce_axis)}, guards
 
 
 def fixed_loops(stage: Stage, ivar) -> list:
@@ -98,7 +98,7 @@ class Bounds:
     ranges: dict = field(default_factory=dict)    # IterVar -> Range (every stage's loops)
     regions: dict = field(default_factory=dict)   # Stage -> tuple of Range, one per dimension
     alloc: dict = field(default_factory=dict)     # Stage -> buffer shape (constant when possible)
-    clip: dict = field(default_factory=dict)      # Stage -> dimensions whose region may leave the domain
+    clip: dict = field(default_factory=dict)      # Stage -> [(dim, below, above)]: region may leave the domain
     env: dict = field(default_factory=dict)       # loop var uid -> numeric (lo, hi)
 
     def __getitem__(self, iv):
@@ -115,7 +115,7 @@ def infer_bounds(sch: Schedule, bodies: dict | None = None, consumers: dict | No
     b = Bounds()
     extent_of = {}                    # leaf var uid -> extent of its loop
     for st in reversed(sch.stages):
-        if isinstance(st.op, PlaceholderOp) or st.attach_type == "inline":
+        if isinstance(st.op, PlaceholderOp):
             continue
         full = tuple(iv.dom for iv in st.op.axis)
         region = full if st.attach_type != "scope" else \
@@ -130,13 +130,38 @@ def infer_bounds(sch: Schedule, bodies: dict | None = None, consumers: dict | No
             b.env[iv.var.uid] = (0, bound(rng[iv].extent, b.env)[1] - 1)
         b.alloc[st], b.clip[st] = [], []
         for d, (r, dom) in enumerate(zip(region, full)):
-            hi = bound(r.extent, b.env)[1]
-            b.alloc[st].append(Const(int(hi), r.extent.dtype) if hi != INF else r.extent)
             lo_ok = bound(simplify(r.min - dom.min), b.env)[0] >= 0
             hi_ok = bound(simplify(dom.min + dom.extent - r.min - r.extent), b.env)[0] >= 0
             if not (lo_ok and hi_ok):
-                b.clip[st].append(d)
+                b.clip[st].append((d, not lo_ok, not hi_ok))
+            hi = bound(r.extent, b.env)[1]
+            if lo_ok:          # clipped to the domain, the region never needs more than it
+                hi = min(hi, bound(dom.extent, b.env)[1])
+            b.alloc[st].append(Const(int(max(hi, 0)), r.extent.dtype) if hi != INF
+                               else simplify(binary("max", r.extent, 0)))
     return b
+
+
+MAX_CANDIDATES = 4     # incomparable bounds of one dimension before giving up on a tight region
+
+
+def _merge(cands: list, e, op: str) -> None:
+    """Add bound ``e`` to ``cands``, keeping only bounds no other candidate dominates (a
+    constant difference decides: ``8*xo - 1`` dominates ``8*xo`` as a minimum)."""
+    for n, c in enumerate(cands):
+        d = const_int(e - c)
+        if d is not None:
+            if (d < 0) == (op == "min"):
+                cands[n] = e
+            return
+    cands.append(e)
+
+
+def _fold(cands: list, op: str):
+    out = cands[0]
+    for c in cands[1:]:
+        out = binary(op, out, c)
+    return simplify(out)
 
 
 def _region(st: Stage, full: tuple, readers: list, bodies: dict, b: Bounds, extent_of: dict) -> tuple:
@@ -145,40 +170,42 @@ def _region(st: Stage, full: tuple, readers: list, bodies: dict, b: Bounds, exte
     relaxed: dict = {}
 
     def env_of(uids):
+        """The intervals of the loop variables among ``uids`` that are relaxed (``None``
+        for a loop whose extent has no bound)."""
         for u in uids:
             if u in extent_of and u not in fixed and u not in relaxed:
                 ext = extent_of[u]
-                env_of(free_vars(ext))
-                hi = interval(ext, relaxed)
+                env = env_of(free_vars(ext))
+                hi = None if any(relaxed.get(v, 0) is None for v in free_vars(ext)) \
+                    else interval(ext, env)
                 relaxed[u] = (Const(0, ext.dtype), simplify(hi[1] - 1)) if hi else None
-        return {u: r for u, r in relaxed.items() if r is not None}
+        return relaxed
 
-    lo = [None] * len(full)
-    hi = [None] * len(full)
+    lo = [[] for _ in full]          # candidate bounds per dimension: the region spans them
+    hi = [[] for _ in full]
     unknown = set()
     for c in readers:
-        values = root_values(c, b.ranges)
+        values, _ = root_values(c, b.ranges)
         for n in walk(bodies[c]):
             if not (isinstance(n, TensorLoad) and c.schedule.stage_of(n.tensor) is st):
                 continue
             for d, i in enumerate(n.indices):
                 i = substitute(i, values)
                 env = env_of(free_vars(i))
-                if any(u in extent_of and u not in fixed and u not in env for u in free_vars(i)):
-                    r = None                       # a loop with an unbounded extent
-                else:
-                    r = interval(i, env)
+                r = None if any(u in relaxed and relaxed[u] is None for u in free_vars(i)) \
+                    else interval(i, env)
                 if r is None:
-                    unknown.add(d)
+                    unknown.add(d)            # a loop with an unbounded extent, or no rule
                     continue
-                lo[d] = r[0] if lo[d] is None else simplify(binary("min", lo[d], r[0]))
-                hi[d] = r[1] if hi[d] is None else simplify(binary("max", hi[d], r[1]))
+                _merge(lo[d], r[0], "min")
+                _merge(hi[d], r[1], "max")
     out = []
     for d, dom in enumerate(full):
-        if d in unknown or lo[d] is None:
+        if d in unknown or not lo[d] or len(lo[d]) > MAX_CANDIDATES or len(hi[d]) > MAX_CANDIDATES:
             out.append(dom)                        # conservative: the whole dimension
         else:
-            mn, mx = cast(dom.min.dtype, lo[d]), cast(dom.min.dtype, hi[d])
+            mn = cast(dom.min.dtype, _fold(lo[d], "min"))
+            mx = cast(dom.min.dtype, _fold(hi[d], "max"))
             # constant bounds reaching past a constant domain (reads in the skipped tail of
             # an inexact split) are clamped to the domain
             cmn = const_int(binary("max", mn, dom.min))

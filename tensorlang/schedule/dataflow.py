@@ -87,7 +87,7 @@ def cache_write(sch: Schedule, tensor: Tensor, scope: str) -> Tensor:
 
 
 def rfactor(sch: Schedule, tensor: Tensor, axis: IterVar, factor_axis: int = 0) -> Tensor:
-    from .bound import index_values, stage_ranges
+    from .bound import root_values, stage_ranges
     st = _stage(sch, tensor, "rfactor")
     op, me = st.op, tensor.name
     if not (isinstance(op, ComputeOp) and isinstance(op.body, Reduce)):
@@ -100,12 +100,16 @@ def rfactor(sch: Schedule, tensor: Tensor, axis: IterVar, factor_axis: int = 0) 
     if any((r.parent if isinstance(r, Split) else r.outer).kind == "data" for r in st.relations):
         raise ScheduleError(f"rfactor({me}): call rfactor before splitting or fusing {me!r}'s "
                             "data axes (its loop nest is rebuilt)")
-    if not isinstance(factor_axis, int) or not 0 <= factor_axis <= len(op.axis):
+    if st.iter_var_attrs or st.pragmas:
+        raise ScheduleError(f"rfactor({me}): call rfactor before annotating {me!r}'s loops (its "
+                            "loop nest is rebuilt); annotate the stages rfactor returns")
+    if isinstance(factor_axis, bool) or not isinstance(factor_axis, int) \
+            or not 0 <= factor_axis <= len(op.axis):
         raise ScheduleError(f"rfactor({me}): factor_axis must be an int in [0, {len(op.axis)}], "
                             f"got {factor_axis!r}")
     body: Reduce = op.body
     rng = stage_ranges(st, {iv: iv.dom for iv in list(op.axis) + list(op.reduce_axis)})
-    value, guards = index_values(st, rng)
+    root, guards = root_values(st, rng)
     ext = rng[axis].extent
     # the rf stage: the original data axes plus `axis` as a data axis; the other reduction
     # loops become its reduction axes
@@ -116,7 +120,7 @@ def rfactor(sch: Schedule, tensor: Tensor, axis: IterVar, factor_axis: int = 0) 
     red = [IterVar(Range(Const(0, iv.dtype), rng[iv].extent), Var(iv.name, iv.dtype), "reduce")
            for iv in others]
     leaf_to_new = {axis: fvar.var, **{o: n.var for o, n in zip(others, red)}}
-    mapping = {iv: substitute(rng[iv].min + value[iv], leaf_to_new) for iv in op.reduce_axis}
+    mapping = {iv: substitute(root[iv], leaf_to_new) for iv in op.reduce_axis}
     mapping.update({old: new.var for old, new in zip(op.axis, [d for d in data if d is not fvar])})
     source = substitute(body.source, mapping)
     cond = substitute(body.condition, mapping)

@@ -74,7 +74,8 @@ def check_attachments(sch: Schedule, readers: dict) -> None:
         if not any(iv is x for x in at.leaf_iter_vars):
             raise ScheduleError(
                 f"stage {me!r} is computed at loop {iv.name!r} of {at.op.name!r}, which is no longer "
-                f"one of its loops (it was split or fused afterwards; {at.op.name!r}'s loops: "
+                f"one of its loops (split or fused afterwards, or the loop nest was rebuilt by "
+                f"cache_write/rfactor; loops of {at.op.name!r}: "
                 f"{', '.join(x.name for x in at.leaf_iter_vars)}); call compute_at again with a "
                 "current loop")
         chain, s = [st], at
@@ -89,8 +90,8 @@ def check_attachments(sch: Schedule, readers: dict) -> None:
                          f"at loop {c.attach_ivar.name!r} of {c.attach_stage.op.name!r}")
                 raise ScheduleError(
                     f"stage {me!r} is computed inside loop {iv.name!r} of {at.op.name!r}, but its "
-                    f"reader {c.op.name!r} is computed {where}, outside that loop; compute "
-                    f"{c.op.name!r} at {at.op.name!r} too (at {iv.name!r} or an inner loop), or "
-                    f"{me!r} at a loop of {c.op.name!r}")
+                    f"reader {c.op.name!r} is computed {where}, outside that loop; every reader "
+                    f"must run inside that loop (compute {me!r} at a loop enclosing all its "
+                    "readers, or at root)")
         if not readers[st]:
             raise ScheduleError(f"stage {me!r} is computed at {at.op.name!r} but nothing reads it")

@@ -228,9 +228,13 @@ class Stage:
             raise ScheduleError(f"stage {me!r}.compute_at: {parent.op.name!r} is a placeholder "
                                 "and has no loops")
         if not any(ivar is x for x in parent.leaf_iter_vars):
+            owner = next((st.op.name for st in self.schedule.stages
+                          if any(ivar is x for x in st.all_iter_vars)), None)
+            why = (f"it is an axis of stage {owner!r}" if owner and owner != parent.op.name
+                   else "it is not one of its current loops")
             raise ScheduleError(
                 f"stage {me!r}.compute_at(s[{parent.op.name!r}], {getattr(ivar, 'name', ivar)!r}): "
-                f"not a current loop of {parent.op.name!r} (its loops: {parent._leaf_names()})")
+                f"{why} (loops of {parent.op.name!r}: {parent._leaf_names()})")
         if self not in self.schedule._upstream(parent):
             raise ScheduleError(f"stage {me!r}.compute_at: stage {parent.op.name!r} does not "
                                 f"consume {me!r} (directly or through other stages), so its loops "
@@ -278,6 +282,9 @@ class Stage:
         """Where this stage's intermediate buffer is allocated: ``"stack"`` (constant size, up
         to 1 MiB), ``"heap"`` (any size; freed at the end of its scope), or ``"global"``/
         ``"local"`` (the default: the stack when constant and at most 32 KiB, else the heap)."""
+        if isinstance(self.op, PlaceholderOp):
+            raise ScheduleError(f"stage {self.op.name!r}.set_scope: {self.op.name!r} is a placeholder; "
+                                "its memory is the caller's array")
         self.scope = _scope(scope, f"stage {self.op.name!r}.set_scope")
 
     def storage_align(self, axis: IterVar, factor: int, offset: int) -> None:
@@ -291,7 +298,7 @@ class Stage:
                                 f"not a data axis of {me!r} (its axes: "
                                 f"{', '.join(a.name for a in axes)})")
         factor, offset = as_int(factor), as_int(offset)
-        if not (isinstance(factor, int) and isinstance(offset, int)) or factor <= 0 \
+        if not (type(factor) is int and type(offset) is int) or factor <= 0 \
                 or not 0 <= offset < factor:
             raise ScheduleError(f"stage {me!r}.storage_align: need integers factor > 0 and "
                                 f"0 <= offset < factor, got factor={factor!r}, offset={offset!r}")
@@ -426,7 +433,7 @@ SCOPES = {"global": "auto", "local": "auto", "auto": "auto", "stack": "stack", "
 
 
 def _scope(scope, who: str) -> str:
-    if scope not in SCOPES:
+    if not isinstance(scope, str) or scope not in SCOPES:
         raise ScheduleError(f"{who}: unknown storage scope {scope!r}; on a CPU use \"global\" "
                             "(stack when small, else heap), \"stack\" or \"heap\"")
     return SCOPES[scope]

@@ -27,7 +27,7 @@ import re
 from .. import dtype as dt
 from ..arith import const_int, free_vars, is_index_expr, rewrite, simplify, substitute, walk
 from ..errors import LoweringError, TensorlangTypeError
-from ..schedule.bound import Bounds, index_values, infer_bounds
+from ..schedule.bound import Bounds, infer_bounds, root_values
 from ..schedule.graph import check_attachments, inline_bodies, reader_map
 from ..schedule.schedule import Schedule, Stage
 from ..te.expr import Const, Reduce, TensorLoad, Var, binary, cast
@@ -50,11 +50,15 @@ def _nest(loops: list, body, guards: list, kinds: dict, annotations: dict, rng: 
           attach: dict | None = None):
     """Wrap ``body`` in ``loops`` (IterVar, Var) outermost first; each guard goes right inside
     the innermost loop whose variable it reads (or outside all loops), and the stages
-    computed at a loop (``attach[iv]``, a function of the loop's body) go inside its guard."""
+    computed at a loop (``attach[iv]``, a function of the loop's body) go inside its guard.
+    Guards that read tensors go innermost, after any stage they may read."""
     depth = {var.uid: d for d, (_, var) in enumerate(loops)}
     at = defaultdict(list)
     for g in guards:
-        at[max((depth[u] for u in free_vars(g) if u in depth), default=-1)].append(g)
+        if any(isinstance(n, TensorLoad) for n in walk(g)):
+            body = IfThenElse(g, body)      # reads data (a where= mask): innermost, after
+        else:                               # every stage computed at these loops
+            at[max((depth[u] for u in free_vars(g) if u in depth), default=-1)].append(g)
     for d in range(len(loops) - 1, -2, -1):
         if d >= 0 and attach and loops[d][0] in attach:
             body = attach[loops[d][0]](body)
@@ -88,11 +92,13 @@ def lower_stage(stage: Stage, body, b: Bounds, buf: Buffer, offsets: tuple, atta
     loops of this stage to the nests of the stages computed there."""
     op, rng = stage.op, b.ranges
     _check_loop_kinds(stage, rng)
-    value, split_guards = index_values(stage, rng)
-    root = {iv: simplify(rng[iv].min + value[iv]) for iv in list(op.axis) + list(op.reduce_axis)}
-    for d in b.clip.get(stage, ()):            # region larger than the domain: skip the excess
+    root, split_guards = root_values(stage, rng)
+    for d, below, above in b.clip.get(stage, ()):   # region larger than the domain: skip the excess
         iv = op.axis[d]
-        split_guards.append((iv, (root[iv] >= iv.dom.min) & (root[iv] < iv.dom.min + iv.dom.extent)))
+        if below:
+            split_guards.append((iv, root[iv] >= iv.dom.min))
+        if above:
+            split_guards.append((iv, root[iv] < iv.dom.min + iv.dom.extent))
     index = tuple(simplify(root[iv] - o) for iv, o in zip(op.axis, offsets))
     kinds, notes = stage.iter_var_attrs, stage.pragmas
     leaves = [(iv, iv.var) for iv in stage.leaf_iter_vars]
@@ -141,7 +147,7 @@ def _strides(shape: tuple, aligns: dict) -> tuple:
     return tuple(reversed(strides))
 
 
-def _scope(stage: Stage, buf: Buffer) -> str:
+def _memory_scope(stage: Stage, buf: Buffer) -> str:
     size = buf.const_size()
     nbytes = None if size is None else size * dt.itemsize(buf.dtype)
     if stage.scope == "heap":
@@ -194,10 +200,6 @@ def lower_schedule(sch: Schedule, args: list, name: str) -> PrimFunc:
         key = st if st is not None else a
         if key in params:
             raise TensorlangTypeError(f"args: tensor {a.name!r} is listed twice")
-        if st is not None and st.attach_type != "root":
-            how = "inlined" if st.attach_type == "inline" else "computed at a loop of another stage"
-            raise LoweringError(f"args: tensor {a.name!r} is {how}, so it is never stored whole; "
-                                "a function argument must be computed at root")
         if st is not None and st.aligns:
             raise LoweringError(f"args: tensor {a.name!r} has storage_align, but an argument's "
                                 "layout is the caller's array; align only intermediate stages")
@@ -209,7 +211,7 @@ def lower_schedule(sch: Schedule, args: list, name: str) -> PrimFunc:
     bounds = infer_bounds(sch, bodies, readers)
     buffers, offsets, scopes = {}, {}, {}
     for st in sch.stages:
-        if st.attach_type == "inline":
+        if st.attach_type == "inline" and st not in params:
             continue
         if isinstance(st.op, PlaceholderOp):
             if st not in params:
@@ -226,7 +228,7 @@ def lower_schedule(sch: Schedule, args: list, name: str) -> PrimFunc:
         shape = bounds.alloc[st]
         buffers[st] = new_buffer(st.origin_op, shape, _strides(shape, st.aligns))
         offsets[st] = tuple(r.min for r in bounds.regions[st])
-        scopes[st] = _scope(st, buffers[st])
+        scopes[st] = _memory_scope(st, buffers[st])
 
     attached = defaultdict(lambda: defaultdict(list))
     for st in sch.stages:
@@ -244,17 +246,14 @@ def lower_schedule(sch: Schedule, args: list, name: str) -> PrimFunc:
                   for iv, ps in attached[st].items()}
         return lower_stage(st, bodies[st], bounds, buffers[st], offsets[st], attach)
 
-    roots = [st for st in sch.stages if st.attach_type == "root" and not isinstance(st.op, PlaceholderOp)]
+    # an inlined stage that is also an argument is still written, by a nest of its own
+    roots = [st for st in sch.stages if not isinstance(st.op, PlaceholderOp)
+             and (st.attach_type == "root" or st.attach_type == "inline" and st in params)]
     body = allocate(roots, seq(*[build(st) for st in roots]))
 
     def to_load(n):
         if isinstance(n, TensorLoad):
             st = sch.stage_of(n.tensor)
-            if st is None:
-                if n.tensor not in params:
-                    raise LoweringError(f"placeholder {n.tensor.name!r} is not in args; add it to "
-                                        "the argument list")
-                return Load(params[n.tensor], n.indices, n.dtype)
             return Load(buffers[st], tuple(simplify(i - o) for i, o in zip(n.indices, offsets[st])),
                         n.dtype)
         return None

@@ -8,6 +8,7 @@ after it, one flat index.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from .. import dtype as dt
@@ -51,8 +52,12 @@ class Buffer(Node):
         return out
 
     def const_size(self) -> int | None:
-        from ..arith import const_int
-        return const_int(self.size()) if self.shape else 1
+        """The number of elements when it is a constant (cached), else ``None``."""
+        if "_size" not in self.__dict__:
+            dims = (self.shape[0], self.strides[0]) if self.strides else self.shape
+            size = math.prod(d.value for d in dims) if all(isinstance(d, Const) for d in dims) else None
+            object.__setattr__(self, "_size", size)
+        return self.__dict__["_size"]
 
 
 @dataclass(frozen=True, eq=False, repr=False)
