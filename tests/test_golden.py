@@ -65,7 +65,42 @@ def two_stages():
     return s, [A, B], "two_stages"
 
 
-CASES = [gemm_tiled, tail_split_vectorized, symbolic_rows, fuse_split_padding, two_stages]
+def stencil_compute_at():
+    """A 3-point stencil's producer computed at the consumer's tile: 10 elements per tile of
+    8 (8 + a halo of 2), allocated inside the tile loop; the last tile is partial."""
+    A = tl.placeholder((100,), name="A")
+    B = tl.compute((100,), lambda i: A[i] * 2.0, name="B")
+    C = tl.compute((98,), lambda i: B[i] + B[i + 1] + B[i + 2], name="C")
+    s = tl.create_schedule(C.op)
+    xo, xi = s[C].split(C.op.axis[0], factor=8)
+    s[B].compute_at(s[C], xo)
+    return s, [A, C], "stencil"
+
+
+def gemm_write_cache():
+    """Step 5 of the six-step GEMM at 64^3: packed B, a 32x32 write cache computed at the
+    block, k split by 4 and unrolled, the cache's columns vectorized."""
+    from examples.gemm_six_steps import gemm
+    s, args = gemm(5, 64, 64, 64)
+    return s, args, "gemm_cache"
+
+
+def rfactor_parallel_sum():
+    """The example's two-stage sum: 2 parallel parts, each accumulated 16 lanes wide."""
+    from examples.softmax_rows import parallel_sum
+    s, args = parallel_sum(1000)
+    return s, args, "psum"
+
+
+def softmax_at_row():
+    """Row softmax: max, exponentials and sum computed at the row, 16 lanes wide."""
+    from examples.softmax_rows import softmax
+    s, args = softmax(8, 40)
+    return s, args, "softmax"
+
+
+CASES = [gemm_tiled, tail_split_vectorized, symbolic_rows, fuse_split_padding, two_stages,
+         stencil_compute_at, gemm_write_cache, rfactor_parallel_sum, softmax_at_row]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.__name__ for c in CASES])
