@@ -118,7 +118,7 @@ def infer_bounds(sch: Schedule, bodies: dict | None = None, consumers: dict | No
         if isinstance(st.op, PlaceholderOp):
             continue
         full = tuple(iv.dom for iv in st.op.axis)
-        region = full if st.attach_type != "scope" else \
+        region, size = (full, tuple(r.extent for r in full)) if st.attach_type != "scope" else \
             _region(st, full, consumers[st], bodies, b, extent_of)
         roots = {iv: r for iv, r in zip(st.op.axis, region)}
         roots.update({iv: iv.dom for iv in st.op.reduce_axis})
@@ -129,7 +129,7 @@ def infer_bounds(sch: Schedule, bodies: dict | None = None, consumers: dict | No
             extent_of[iv.var.uid] = rng[iv].extent
             b.env[iv.var.uid] = (0, bound(rng[iv].extent, b.env)[1] - 1)
         b.alloc[st], b.clip[st] = [], []
-        for d, (r, dom) in enumerate(zip(region, full)):
+        for d, (r, dom, top) in enumerate(zip(region, full, size)):
             lo_ok = bound(simplify(r.min - dom.min), b.env)[0] >= 0
             hi_ok = bound(simplify(dom.min + dom.extent - r.min - r.extent), b.env)[0] >= 0
             if not (lo_ok and hi_ok):
@@ -138,7 +138,7 @@ def infer_bounds(sch: Schedule, bodies: dict | None = None, consumers: dict | No
             if lo_ok:          # clipped to the domain, the region never needs more than it
                 hi = min(hi, bound(dom.extent, b.env)[1])
             b.alloc[st].append(Const(int(max(hi, 0)), r.extent.dtype) if hi != INF
-                               else simplify(binary("max", r.extent, 0)))
+                               else simplify(binary("max", top, 0)))
     return b
 
 
@@ -164,23 +164,36 @@ def _fold(cands: list, op: str):
     return simplify(out)
 
 
-def _region(st: Stage, full: tuple, readers: list, bodies: dict, b: Bounds, extent_of: dict) -> tuple:
-    """The region of ``st``'s result read under its attach point, one Range per dimension."""
-    fixed = {iv.var.uid for iv in fixed_loops(st.attach_stage, st.attach_ivar)}
+def _relaxer(extent_of: dict, fixed: set):
+    """A function giving, for a set of variable uids, the intervals of the loop variables
+    among them that are not ``fixed``: ``[0, extent - 1]``, the extent itself relaxed over
+    the loops it depends on (``None`` for a loop whose extent has no bound)."""
     relaxed: dict = {}
 
     def env_of(uids):
-        """The intervals of the loop variables among ``uids`` that are relaxed (``None``
-        for a loop whose extent has no bound)."""
         for u in uids:
             if u in extent_of and u not in fixed and u not in relaxed:
                 ext = extent_of[u]
                 env = env_of(free_vars(ext))
-                hi = None if any(relaxed.get(v, 0) is None for v in free_vars(ext)) \
+                hi = None if any(env.get(v, 0) is None for v in free_vars(ext)) \
                     else interval(ext, env)
                 relaxed[u] = (Const(0, ext.dtype), simplify(hi[1] - 1)) if hi else None
         return relaxed
+    return env_of
 
+
+def _bounded(e, env_of):
+    """``interval(e)`` over the relaxed loops, or ``None`` when a loop has no bound."""
+    env = env_of(free_vars(e))
+    return None if any(env.get(u, 0) is None for u in free_vars(e)) else interval(e, env)
+
+
+def _region(st: Stage, full: tuple, readers: list, bodies: dict, b: Bounds, extent_of: dict) -> tuple:
+    """The region of ``st``'s result read under its attach point, one Range per dimension,
+    and an upper bound of each dimension's extent that no loop variable appears in (the
+    buffer's size)."""
+    fixed = {iv.var.uid for iv in fixed_loops(st.attach_stage, st.attach_ivar)}
+    env_of = _relaxer(extent_of, fixed)
     lo = [[] for _ in full]          # candidate bounds per dimension: the region spans them
     hi = [[] for _ in full]
     unknown = set()
@@ -190,20 +203,17 @@ def _region(st: Stage, full: tuple, readers: list, bodies: dict, b: Bounds, exte
             if not (isinstance(n, TensorLoad) and c.schedule.stage_of(n.tensor) is st):
                 continue
             for d, i in enumerate(n.indices):
-                i = substitute(i, values)
-                env = env_of(free_vars(i))
-                r = None if any(u in relaxed and relaxed[u] is None for u in free_vars(i)) \
-                    else interval(i, env)
+                r = _bounded(substitute(i, values), env_of)
                 if r is None:
                     unknown.add(d)            # a loop with an unbounded extent, or no rule
                     continue
                 _merge(lo[d], r[0], "min")
                 _merge(hi[d], r[1], "max")
-    out = []
+    everything = _relaxer(extent_of, set())
+    region, size = [], []
     for d, dom in enumerate(full):
-        if d in unknown or not lo[d] or len(lo[d]) > MAX_CANDIDATES or len(hi[d]) > MAX_CANDIDATES:
-            out.append(dom)                        # conservative: the whole dimension
-        else:
+        if not (d in unknown or not lo[d] or len(lo[d]) > MAX_CANDIDATES
+                or len(hi[d]) > MAX_CANDIDATES):
             mn = cast(dom.min.dtype, _fold(lo[d], "min"))
             mx = cast(dom.min.dtype, _fold(hi[d], "max"))
             # constant bounds reaching past a constant domain (reads in the skipped tail of
@@ -212,5 +222,12 @@ def _region(st: Stage, full: tuple, readers: list, bodies: dict, b: Bounds, exte
             cmx = const_int(binary("min", mx, dom.min + dom.extent - 1))
             if cmn is not None and cmx is not None:
                 mn, mx = Const(cmn, mn.dtype), Const(max(cmx, cmn - 1), mn.dtype)
-            out.append(Range(simplify(mn), simplify(mx - mn + 1)))
-    return tuple(out)
+            ext = simplify(mx - mn + 1)
+            top = _bounded(ext, everything)       # the largest extent over all iterations
+            if top is not None and not any(u in extent_of for u in free_vars(top[1])):
+                region.append(Range(simplify(mn), ext))
+                size.append(top[1])
+                continue
+        region.append(dom)                        # conservative: the whole dimension
+        size.append(dom.extent)
+    return tuple(region), tuple(size)
