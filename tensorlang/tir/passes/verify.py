@@ -1,6 +1,7 @@
 """IR verifier: checks that a loop-IR function is well formed. It rewrites nothing.
 
-Checked: every variable is bound (a shape variable or an enclosing loop), no loop rebinds an
+Checked: every variable is bound (a shape variable or an enclosing loop; allocation sizes
+read shape variables only, since passes may substitute loop variables away), no loop rebinds an
 enclosing loop's variable, no tensor-level node survives lowering, operand dtypes and vector
 lanes agree, loads and stores match their buffer's element type, and (after flattening)
 every access has one index.
@@ -71,6 +72,8 @@ def verify(func: PrimFunc, flat: bool = False) -> None:
             if s.else_case is not None:
                 stmt(s.else_case, scope)
         elif isinstance(s, Allocate):
+            for d in s.buffer.shape + s.buffer.strides:
+                expr(d, frozenset(bound))      # sizes: shape variables only, never loops
             stmt(s.body, scope)
         else:
             err(f"unknown statement {type(s).__name__}", s)
