@@ -48,8 +48,8 @@ def _split_point(term: Expr, loop: For, inner: dict):
             return None, False    # a non-linear use of an inner variable: no closed form
         else:
             rmax = rmax + t * k
-    if loop.var.uid in free_vars(rmax):
-        return None, False
+    if any(u == loop.var.uid or u in inner for u in free_vars(rmax)):
+        return None, False        # an inner loop's bounds read other inner loops: no closed form
     return (0 - rmax - 1) // c + 1, exact
 
 
