@@ -33,11 +33,12 @@ def inline_bodies(sch: Schedule) -> dict:
     return out
 
 
-def reader_map(sch: Schedule, bodies: dict) -> dict:
-    """Stage -> the materialised stages whose (inlined) bodies read it, in schedule order."""
+def reader_map(sch: Schedule, bodies: dict, written=()) -> dict:
+    """Stage -> the materialised stages whose (inlined) bodies read it, in schedule order.
+    ``written``: inlined stages that are nevertheless computed at root (arguments)."""
     readers = {st: [] for st in sch.stages}
     for st in sch.stages:
-        if st not in bodies or st.attach_type == "inline":
+        if st not in bodies or st.attach_type == "inline" and st not in written:
             continue
         for n in walk(bodies[st]):
             if isinstance(n, TensorLoad):
@@ -86,7 +87,7 @@ def check_attachments(sch: Schedule, readers: dict) -> None:
             s = s.attach_stage
         for c in readers[st]:
             if not _inside(c, at, iv):
-                where = ("at root" if c.attach_type == "root" else
+                where = ("at root" if c.attach_type != "scope" else
                          f"at loop {c.attach_ivar.name!r} of {c.attach_stage.op.name!r}")
                 raise ScheduleError(
                     f"stage {me!r} is computed inside loop {iv.name!r} of {at.op.name!r}, but its "

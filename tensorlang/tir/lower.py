@@ -206,7 +206,7 @@ def lower_schedule(sch: Schedule, args: list, name: str) -> PrimFunc:
         params[key] = new_buffer(a, a.shape)
 
     bodies = inline_bodies(sch)
-    readers = reader_map(sch, bodies)
+    readers = reader_map(sch, bodies, written=[st for st in params if isinstance(st, Stage)])
     check_attachments(sch, readers)
     bounds = infer_bounds(sch, bodies, readers)
     buffers, offsets, scopes = {}, {}, {}
