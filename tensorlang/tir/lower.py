@@ -26,8 +26,8 @@ import re
 
 from .. import dtype as dt
 from ..arith import const_int, free_vars, is_index_expr, rewrite, simplify, substitute, walk
-from ..errors import LoweringError, TensorlangTypeError
-from ..schedule.bound import Bounds, infer_bounds, root_values
+from ..errors import LoweringError, ScheduleError, TensorlangTypeError
+from ..schedule.bound import Bounds, fixed_loops, infer_bounds, root_values
 from ..schedule.graph import check_attachments, inline_bodies, reader_map
 from ..schedule.schedule import Schedule, Stage
 from ..te.expr import Const, Reduce, TensorLoad, Var, binary, cast
@@ -205,6 +205,16 @@ def lower_schedule(sch: Schedule, args: list, name: str) -> PrimFunc:
                                 "layout is the caller's array; align only intermediate stages")
         params[key] = new_buffer(a, a.shape)
 
+    for st in params:
+        if isinstance(st, Stage) and st.attach_type == "scope":
+            par = [iv for iv in fixed_loops(st.attach_stage, st.attach_ivar)
+                   if any(x.iter_var_attrs.get(iv) == "parallel" for x in sch.stages)]
+            if par:
+                raise ScheduleError(
+                    f"args: tensor {st.op.name!r} is computed at a loop inside the parallel loop "
+                    f"{par[0].name!r}; as an argument it is written in place, so parallel "
+                    "iterations would race on it. Compute it at root or outside the parallel "
+                    "loop, or leave it out of the arguments")
     bodies = inline_bodies(sch)
     readers = reader_map(sch, bodies, written=[st for st in params if isinstance(st, Stage)])
     check_attachments(sch, readers)
