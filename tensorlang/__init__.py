@@ -5,7 +5,7 @@ Write a computation as tensor expressions (``compute``), say how to run it with 
 machine code through LLVM. The names mirror TVM's classic ``te`` API.
 """
 
-from . import arith, codegen, nd, runtime, schedule, target, te, testing, tir  # noqa: F401
+from . import arith, codegen, nd, ops, runtime, schedule, target, te, testing, tir  # noqa: F401
 from .driver import build, lower, lower_trace
 from .errors import (ArgumentError, BoundsError, IRVerifyError, LoweringError, ScheduleError,
                      TensorlangError, TensorlangTypeError, TensorlangValueError)

@@ -1,0 +1,131 @@
+"""Matrix products: ``matmul`` (C = A·B) and ``batch_matmul`` (C[b] = A[b]·B[b]).
+
+Each returns ``(schedule, [A, B, C])`` with the fastest schedule found for this CPU. The
+schedule, for ``M >= 8`` (rows of C):
+
+* **packing**: B is copied into panels ``packedB[n // NB, k, n % NB]`` (NB = 32 columns), so
+  that the micro-kernel reads B contiguously whatever N is (a 4 KiB row stride otherwise
+  maps every row of a tile onto the same L1 sets);
+* **tiling**: C is cut into 32 x NB tiles; the outer row-tile loop is parallel;
+* **register blocking**: a write cache of the tile is computed at the tile; within it, a
+  block of MR rows x NB columns (8 x 32 float32 = 16 zmm registers) is accumulated over the
+  whole reduction: the k loop is outside the MR rows (unrolled) and the NB columns
+  (vectorized), so each k step is MR broadcasts of A and MR x NB/16 FMAs on registers, with
+  no load or store of the accumulators;
+* the reduction is unrolled by 4 to give LLVM independent work to interleave.
+
+For skinny products (``M < 8``, e.g. a matrix-vector product) packing B would cost as much
+as the product itself: B is read in place, NB = 64 columns at a time, with the column tiles
+split between the cores.
+
+Shapes need not divide the tile sizes: tails are guarded and loop partitioning moves the
+guards out of the main loops.
+"""
+
+from __future__ import annotations
+
+from .. import te
+from .. import dtype as dt
+from ..errors import TensorlangValueError
+from ..schedule import create_schedule
+
+TILE_M = 32       # rows of a C tile (the parallel loop runs over M / TILE_M tiles)
+K_UNROLL = 4
+
+
+def _check(op: str, **dims) -> None:
+    for name, v in dims.items():
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            raise TensorlangValueError(f"{op}: {name} must be a positive int, got {v!r}")
+
+
+def _panel_width(n: int, lanes: int) -> int:
+    """Columns of a packed B panel: two vectors, or one when N is narrower."""
+    return 2 * lanes if n >= 2 * lanes else lanes
+
+
+def matmul(M: int, N: int, K: int, dtype: str = "float32"):
+    """C[M, N] = A[M, K] · B[K, N]. Returns ``(schedule, [A, B, C])``."""
+    _check("matmul", M=M, N=N, K=K)
+    return _gemm((), M, N, K, dtype)
+
+
+def batch_matmul(batch: int, M: int, N: int, K: int, dtype: str = "float32"):
+    """C[b, M, N] = A[b, M, K] · B[b, K, N] (numpy's ``matmul`` convention). Returns
+    ``(schedule, [A, B, C])``; the batch and row-tile loops are fused and run in parallel."""
+    _check("batch_matmul", batch=batch, M=M, N=N, K=K)
+    return _gemm((batch,), M, N, K, dtype)
+
+
+def _gemm(batch: tuple, M: int, N: int, K: int, dtype: str):
+    dtype = dt.check(dtype)
+    lanes = max(1, 512 // dt.bits(dtype))       # elements in one 512-bit vector register
+    nb = len(batch)
+    A = te.placeholder((*batch, M, K), name="A", dtype=dtype)
+    B = te.placeholder((*batch, K, N), name="B", dtype=dtype)
+    k = te.reduce_axis((0, K), name="k")
+    if M < 8:
+        return _skinny(A, B, k, batch, M, N, lanes)
+    NB = _panel_width(N, lanes)
+    MR = 8 if dt.bits(dtype) <= 32 else 4        # MR x NB accumulators fill 16 registers
+    npanel = -(-N // NB)
+    if N % NB == 0:
+        PB = te.compute((*batch, npanel, K, NB),
+                        lambda *i: B[(*i[:nb], i[nb + 1], i[nb] * NB + i[nb + 2])],
+                        name="packedB")
+    else:                                        # the last panel is padded with zeros
+        PB = te.compute((*batch, npanel, K, NB),
+                        lambda *i: te.if_then_else(i[nb] * NB + i[nb + 2] < N,
+                                                   B[(*i[:nb], i[nb + 1], i[nb] * NB + i[nb + 2])],
+                                                   te.const(0, dtype)),
+                        name="packedB")
+    C = te.compute((*batch, M, N),
+                   lambda *i: te.sum(A[(*i[:nb], i[nb], k)] * PB[(*i[:nb], i[nb + 1] // NB, k,
+                                                                  i[nb + 1] % NB)], axis=k),
+                   name="C")
+    s = create_schedule(C.op)
+    CC = s.cache_write(C, "global")
+    *b, m, n = C.op.axis
+    mo, no, mi, ni = s[C].tile(m, n, min(TILE_M, M), NB)
+    s[C].vectorize(ni)
+    s[C].parallel(s[C].fuse(*b, mo) if b else mo)
+    s[CC].compute_at(s[C], no)
+    *_, mc, nc = s[CC].op.axis
+    kk, = s[CC].op.reduce_axis
+    mco, mci = s[CC].split(mc, factor=MR)
+    ko, ki = s[CC].split(kk, factor=K_UNROLL)
+    s[CC].reorder(mco, ko, ki, mci, nc)
+    s[CC].vectorize(nc)
+    s[CC].unroll(mci)
+    s[CC].unroll(ki)
+    *pb, x, y, z = s[PB].op.axis
+    s[PB].vectorize(z)
+    s[PB].parallel(s[PB].fuse(*pb, x) if pb else x)
+    return s, [A, B, C]
+
+
+def _skinny(A, B, k, batch, M, N, lanes):
+    """Fewer than 8 rows: no packing; column tiles of 4 vectors in parallel, the rows
+    unrolled, accumulators in registers over the whole reduction."""
+    nb = len(batch)
+    C = te.compute((*batch, M, N),
+                   lambda *i: te.sum(A[(*i[:nb], i[nb], k)] * B[(*i[:nb], k, i[nb + 1])], axis=k),
+                   name="C")
+    s = create_schedule(C.op)
+    CC = s.cache_write(C, "global")
+    *b, m, n = C.op.axis
+    NB = min(4 * lanes, -(-N // lanes) * lanes)
+    no, ni = s[C].split(n, factor=NB)
+    s[C].reorder(*b, no, m, ni)
+    s[C].vectorize(ni)
+    outer = s[C].fuse(*b, no) if b else no
+    s[C].parallel(outer)
+    s[CC].compute_at(s[C], outer)
+    *_, mc, nc = s[CC].op.axis
+    kk, = s[CC].op.reduce_axis
+    ko, ki = s[CC].split(kk, factor=K_UNROLL)
+    s[CC].reorder(ko, ki, mc, nc)
+    s[CC].vectorize(nc)
+    s[CC].unroll(mc)
+    s[CC].unroll(ki)
+    return s, [A, B, C]
