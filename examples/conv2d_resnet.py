@@ -24,10 +24,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 import tensorlang as tl
 
-try:
-    from examples.timing import interleaved
-except ImportError:                      # run as a script from examples/
-    from timing import interleaved
+from tensorlang.runtime import interleaved
 
 
 def conv2d_nchw(N, CI, H, W, CO, KH, KW, pad, dtype="float32"):

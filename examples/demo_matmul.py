@@ -14,10 +14,7 @@ import numpy as np
 
 import tensorlang as tl
 
-try:
-    from examples.timing import interleaved
-except ImportError:                      # run as a script from examples/
-    from timing import interleaved
+from tensorlang.runtime import interleaved
 
 
 def matmul_schedule(M, N, K):

@@ -22,10 +22,7 @@ import numpy as np
 
 import tensorlang as tl
 
-try:
-    from examples.timing import interleaved
-except ImportError:                      # run as a script from examples/
-    from timing import interleaved
+from tensorlang.runtime import interleaved
 
 BN, KFACTOR = 32, 4
 STEPS = ["default", "blocking", "vectorization", "loop permutation", "array packing",

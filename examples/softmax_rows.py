@@ -19,10 +19,7 @@ import numpy as np
 
 import tensorlang as tl
 
-try:
-    from examples.timing import interleaved
-except ImportError:                      # run as a script from examples/
-    from timing import interleaved
+from tensorlang.runtime import interleaved
 
 
 def softmax(rows, cols, vector=16):

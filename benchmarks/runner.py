@@ -1,0 +1,155 @@
+"""Run each workload next to its peers in one process and record what was measured.
+
+For every workload: build our kernel (timing lower + build), run every system once and
+validate its output against numpy (a system whose output is wrong is not timed and its
+error is recorded), then time all systems in interleaved rounds
+(``tensorlang.runtime.interleaved``: each round runs each system after an idle pause, so all
+see the same machine state) and keep the median and spread. Every system runs with the same
+number of threads (numpy's OpenBLAS through threadpoolctl, PyTorch through
+``torch.set_num_threads``, ours through libgomp).
+
+Besides the workloads, ``extras`` measures what the issue asks about the compiler itself:
+GEMM's 1-thread vs all-threads speed-up, the time to lower and build a tiled GEMM, and the
+fork/join cost of an (almost) empty parallel loop.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+import tensorlang as tl
+from tensorlang.runtime import interleaved
+
+OURS, NUMPY, TORCH, COMPILE = "tensorlang", "numpy", "torch", "torch.compile"
+
+
+@dataclass
+class Result:
+    name: str
+    group: str
+    flop: float | None
+    build_s: float | None = None
+    times: dict = field(default_factory=dict)       # system -> (median, min, max) seconds
+    errors: dict = field(default_factory=dict)      # system -> message
+    checked: list = field(default_factory=list)     # systems whose output matched numpy
+
+
+def set_threads(n: int, torch=None) -> None:
+    tl.runtime.set_num_threads(n)
+    if torch is not None:
+        torch.set_num_threads(n)
+
+
+def _check(w, got, expect) -> str | None:
+    got = np.asarray(got)
+    if got.shape != expect.shape:
+        return f"shape {got.shape}, expected {expect.shape}"
+    bad = ~np.isclose(got, expect, rtol=w.rtol, atol=w.atol)
+    if bad.any():
+        i = np.unravel_index(np.argmax(bad), bad.shape)
+        return (f"{int(bad.sum())} of {bad.size} values differ from numpy; first at {i}: "
+                f"{got[i]!r} vs {expect[i]!r}")
+    return None
+
+
+def _number(seconds: float) -> int:
+    """Calls per timed batch: enough for about 20 ms, at most 50."""
+    return max(1, min(50, int(0.02 / max(seconds, 1e-7))))
+
+
+def run_workload(w, rng, torch=None, compile_torch=False, quick=False, rounds=7) -> Result:
+    r = Result(w.name, w.group, w.flop)
+    inputs = w.inputs(rng)
+    expect = w.numpy(*inputs)
+    fns = {}
+    try:
+        t = time.perf_counter()
+        s, args = w.build()
+        f = tl.build(s, args, name="kernel")
+        r.build_s = time.perf_counter() - t
+        out = np.full(expect.shape, np.nan, dtype=expect.dtype)
+        t = time.perf_counter()
+        f(*inputs, out)
+        once = time.perf_counter() - t
+        err = _check(w, out, expect)
+        if err:
+            r.errors[OURS] = err
+        else:
+            fns[OURS] = lambda: f(*inputs, out)
+    except Exception as e:                         # a failure of one workload ends no run
+        r.errors[OURS] = f"{type(e).__name__}: {e}"
+        traceback.print_exc()
+        once = 1e-3
+    fns[NUMPY] = lambda: w.numpy(*inputs)
+    if torch is not None and w.torch is not None:
+        tin = [torch.from_numpy(x) for x in inputs]
+        peers = {TORCH: lambda *a: w.torch(torch, *a)}
+        if compile_torch:
+            peers[COMPILE] = torch.compile(peers[TORCH], dynamic=False)
+        for name, fn in peers.items():
+            try:
+                with torch.no_grad():
+                    err = _check(w, fn(*tin).numpy(), expect)
+            except Exception as e:
+                err = f"{type(e).__name__}: {str(e).splitlines()[0]}"
+            if err:
+                r.errors[name] = err
+            else:
+                fns[name] = (lambda fn: lambda: fn(*tin))(fn)
+    r.checked = list(fns)
+    if not quick:
+        r.times = interleaved(fns, rounds=rounds, number=_number(once))
+    return r
+
+
+def extras(torch=None, threads: int = 2, rounds: int = 7) -> dict:
+    """GEMM's parallel speed-up, lower+build time, and fork/join overhead."""
+    out = {}
+    rng = np.random.default_rng(1)
+    for n in (1024, 2048):
+        a = rng.random((n, n), dtype=np.float32)
+        b = rng.random((n, n), dtype=np.float32)
+        c = np.empty((n, n), np.float32)
+        s, args = tl.ops.matmul(n, n, n)
+        f = tl.build(s, args)
+        per = {}
+        for t in sorted({1, threads}):
+            set_threads(t, torch)
+            with threadpool_limits(t):
+                per[t] = interleaved({OURS: lambda: f(a, b, c), NUMPY: lambda: a @ b},
+                                     rounds=max(3, rounds // 2), number=1)
+        set_threads(threads, torch)
+        out[f"gemm {n}^3 speed-up {threads} threads vs 1"] = {
+            sys: per[1][sys][0] / per[threads][sys][0] for sys in (OURS, NUMPY)}
+    builds = []
+    for _ in range(5):
+        t = time.perf_counter()
+        s, args = tl.ops.matmul(1024, 1024, 1024)
+        tl.build(s, args)
+        builds.append(time.perf_counter() - t)
+    out["lower+build ops.matmul 1024^3 (s)"] = statistics.median(builds)
+    out["fork/join of a parallel loop (s)"] = _fork_join(rounds)
+    return out
+
+
+def _fork_join(rounds: int) -> float:
+    """Median time of a kernel whose only work is a 2-iteration parallel loop writing one
+    element per iteration, minus the same kernel with a serial loop."""
+    x = tl.placeholder((2,), name="x")
+    y = tl.compute((2,), lambda i: x[i] + 1.0, name="y")
+    kernels = {}
+    for kind in ("parallel", "serial"):
+        s = tl.create_schedule(y.op)
+        if kind == "parallel":
+            s[y].parallel(y.op.axis[0])
+        kernels[kind] = tl.build(s, [x, y], name=f"fj_{kind}")
+    a, b = np.zeros(2, np.float32), np.zeros(2, np.float32)
+    t = interleaved({k: (lambda f: lambda: f(a, b))(f) for k, f in kernels.items()},
+                    rounds=rounds, number=2000, settle=0.05)
+    return t["parallel"][0] - t["serial"][0]
