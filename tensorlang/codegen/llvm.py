@@ -26,6 +26,7 @@ import json
 import struct
 
 from .. import dtype as dt
+from . import vecmath
 from ..arith import may_fault, walk
 from ..te.expr import Binary, Call, Cast, Const, Expr, Not, Select, Var
 from ..tir.nodes import (Allocate, Broadcast, Buffer, For, IfThenElse, Load, PrimFunc, Ramp, Seq,
@@ -371,6 +372,8 @@ class FnGen:
         direct = {"exp": "exp", "log": "log", "sqrt": "sqrt", "floor": "floor", "ceil": "ceil",
                   "power": "pow", "tanh": "tanh", "sin": "sin", "cos": "cos", "exp2": "exp2",
                   "log2": "log2", "log10": "log10", "round": "roundeven", "trunc": "trunc"}
+        if e.name == "exp" and ty.startswith("float32x"):
+            return vecmath.exp_f32(self, x)
         if e.name in direct:
             return self.intrinsic(direct[e.name], ty, args)
         if e.name == "abs":
@@ -386,7 +389,7 @@ class FnGen:
             return self.emit(f"fdiv {fm}{self.const(1.0, ty)}, {s.ref}", ty)
         if e.name == "sigmoid":
             n = self.emit(f"fneg {fm}{x}", ty)
-            ex = self.intrinsic("exp", ty, [n])
+            ex = vecmath.exp_f32(self, n) if ty.startswith("float32x") else self.intrinsic("exp", ty, [n])
             d = self.emit(f"fadd {fm}{self.const(1.0, ty)}, {ex.ref}", ty)
             return self.emit(f"fdiv {fm}{self.const(1.0, ty)}, {d.ref}", ty)
         if e.name == "erf":
