@@ -1,6 +1,7 @@
 # Two commands set up everything from a clean clone:
 #   make demo   - create .venv, install, build the tiled matmul and compare its speed with numpy
 #   make test   - create .venv, install, run the whole test suite
+#   make bench  - the benchmark suite next to numpy and PyTorch (ARGS="--quick", "--only gemm", ...)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -25,7 +26,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -n 2 -q -m "not slow and not serial"
 
 bench: $(STAMP)
-	$(PY) -m benchmarks
+	$(PY) -m benchmarks $(ARGS)
 
 golden: $(STAMP)
 	$(PY) -m pytest -q tests/test_golden.py --update-golden

@@ -26,17 +26,12 @@ from __future__ import annotations
 
 from .. import te
 from .. import dtype as dt
-from ..errors import TensorlangValueError
+from .common import check_dims, vector_lanes
 from ..schedule import create_schedule
 
 TILE_M = 32       # rows of a C tile (the parallel loop runs over M / TILE_M tiles)
 K_UNROLL = 4
 
-
-def _check(op: str, **dims) -> None:
-    for name, v in dims.items():
-        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-            raise TensorlangValueError(f"{op}: {name} must be a positive int, got {v!r}")
 
 
 def _panel_width(n: int, lanes: int) -> int:
@@ -46,20 +41,20 @@ def _panel_width(n: int, lanes: int) -> int:
 
 def matmul(M: int, N: int, K: int, dtype: str = "float32"):
     """C[M, N] = A[M, K] · B[K, N]. Returns ``(schedule, [A, B, C])``."""
-    _check("matmul", M=M, N=N, K=K)
+    check_dims("matmul", M=M, N=N, K=K)
     return _gemm((), M, N, K, dtype)
 
 
 def batch_matmul(batch: int, M: int, N: int, K: int, dtype: str = "float32"):
     """C[b, M, N] = A[b, M, K] · B[b, K, N] (numpy's ``matmul`` convention). Returns
     ``(schedule, [A, B, C])``; the batch and row-tile loops are fused and run in parallel."""
-    _check("batch_matmul", batch=batch, M=M, N=N, K=K)
+    check_dims("batch_matmul", batch=batch, M=M, N=N, K=K)
     return _gemm((batch,), M, N, K, dtype)
 
 
 def _gemm(batch: tuple, M: int, N: int, K: int, dtype: str):
     dtype = dt.check(dtype)
-    lanes = max(1, 512 // dt.bits(dtype))       # elements in one 512-bit vector register
+    lanes = vector_lanes(dtype)
     nb = len(batch)
     A = te.placeholder((*batch, M, K), name="A", dtype=dtype)
     B = te.placeholder((*batch, K, N), name="B", dtype=dtype)

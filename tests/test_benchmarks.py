@@ -1,0 +1,63 @@
+"""The benchmark suite's smoke run (``python -m benchmarks --quick``): every workload builds
+and matches numpy, and so does every peer; and the report's table and chart."""
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import __main__ as bench
+from benchmarks import report
+from benchmarks.runner import COMPILE, NUMPY, OURS, TORCH, Result, run_workload
+from benchmarks.workloads import WORKLOADS, Workload
+
+
+def test_quick_run_checks_every_workload_against_numpy(tmp_path, capsys):
+    assert bench.main(["--quick", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert [w["name"] for w in data["workloads"]] == [w.name for w in WORKLOADS]
+    for w in data["workloads"]:
+        assert w["errors"] == {}, w
+        assert {OURS, NUMPY, TORCH} <= set(w["checked"]), w
+        assert w["times"] == {}                      # --quick times nothing
+    assert data["machine"]["threads"] >= 1
+    assert "gemm 1024x1024x1024" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_quick_run_with_torch_compile(tmp_path):
+    assert bench.main(["--quick", "--compile", "--only", "relu", "--out", str(tmp_path)]) == 0
+    (w,) = json.loads((tmp_path / "results.json").read_text())["workloads"]
+    assert COMPILE in w["checked"]
+
+
+def test_a_wrong_kernel_is_reported_and_not_timed():
+    import tensorlang as tl
+
+    def build():                                      # computes a + 1 instead of a + 2
+        A = tl.placeholder((64,), name="A")
+        B = tl.compute((64,), lambda i: A[i] + 1.0, name="B")
+        return tl.create_schedule(B.op), [A, B]
+
+    w = Workload("plus two", "test", build, lambda rng: [rng.random(64, dtype=np.float32)],
+                 lambda a: a + 2)
+    r = run_workload(w, np.random.default_rng(0), rounds=1)
+    assert "64 of 64 values differ from numpy" in r.errors[OURS]
+    assert OURS not in r.times and NUMPY in r.times
+
+
+def test_unknown_workload_name_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--quick", "--only", "no such workload"])
+    assert e.value.code == 2
+    assert "no workload matches" in capsys.readouterr().err
+
+
+def test_table_ratios_and_chart(tmp_path):
+    r = Result("gemm 2x2x2", "gemm", flop=2e9, times={OURS: (0.5, 0.4, 0.6), NUMPY: (1.0, 1.0, 1.0)},
+               checked=[OURS, NUMPY, TORCH])
+    line = report.row(r)
+    assert line.split()[:4] == ["gemm", "2x2x2", "500.000", "1000.000"]
+    assert "ok" in line and "2.00" in line and "4.0" in line and "50.0%" in line
+    report.write_chart(tmp_path / "c.png", [r], {"cpu": "test", "threads": 2})
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

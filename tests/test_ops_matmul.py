@@ -1,0 +1,84 @@
+"""tensorlang.ops.matmul / batch_matmul: results against numpy for square, ragged, skinny
+and batched shapes; the micro-kernel the schedule leads LLVM to; argument errors."""
+
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import tensorlang as tl
+from tensorlang import ops
+
+
+def _run(s, args, *inputs):
+    f = tl.build(s, args, bounds_check=True)
+    out = np.full(np.matmul(*inputs).shape, np.nan, dtype=inputs[0].dtype)
+    f(*inputs, out)
+    return out
+
+
+@pytest.mark.parametrize("M,N,K", [(256, 256, 256), (1, 4096, 64), (3, 100, 37), (128, 768, 96),
+                                   (33, 47, 19), (8, 32, 4), (9, 1, 5), (1, 1, 1), (40, 16, 3)])
+def test_matmul_matches_numpy(M, N, K):
+    rng = np.random.default_rng(M * N * K)
+    a = rng.standard_normal((M, K), dtype=np.float32)
+    b = rng.standard_normal((K, N), dtype=np.float32)
+    np.testing.assert_allclose(_run(*ops.matmul(M, N, K), a, b), a @ b, rtol=1e-4, atol=1e-4)
+
+
+@given(st.integers(1, 70), st.integers(1, 70), st.integers(1, 40))
+@settings(max_examples=12, deadline=None)
+def test_matmul_any_shape(M, N, K):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((M, K), dtype=np.float32)
+    b = rng.standard_normal((K, N), dtype=np.float32)
+    np.testing.assert_allclose(_run(*ops.matmul(M, N, K), a, b), a @ b, rtol=1e-4, atol=1e-4)
+
+
+def test_matmul_float64():
+    rng = np.random.default_rng(1)
+    a, b = rng.random((40, 30)), rng.random((30, 70))
+    np.testing.assert_allclose(_run(*ops.matmul(40, 70, 30, "float64"), a, b), a @ b, rtol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(12, 128, 128, 64), (2, 7, 40, 9), (3, 16, 33, 8)])
+def test_batch_matmul_matches_numpy(shape):
+    b, M, N, K = shape
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((b, M, K), dtype=np.float32)
+    y = rng.standard_normal((b, K, N), dtype=np.float32)
+    np.testing.assert_allclose(_run(*ops.batch_matmul(*shape), x, y), x @ y, rtol=1e-4, atol=1e-4)
+
+
+def _hottest_block(asm: str) -> list[str]:
+    blocks, cur = [], None
+    for line in asm.splitlines():
+        if re.match(r"^\.LBB\d+_\d+:", line):
+            cur = []
+            blocks.append(cur)
+        elif cur is not None:
+            cur.append(line.strip())
+    return max(blocks, key=lambda b: sum(x.startswith("vfmadd") for x in b))
+
+
+def test_gemm_inner_loop_is_a_block_of_register_fmas():
+    """8 rows x 32 columns of accumulators in 16 zmm registers: every k step is 8
+    broadcasts of A, 2 loads of packed B and 16 FMAs, with no accumulator in memory."""
+    s, args = ops.matmul(256, 256, 256)
+    block = _hottest_block(tl.build(s, args).get_source("asm"))
+    fmas = [x for x in block if x.startswith("vfmadd")]
+    assert len(fmas) >= 16 and all(x.endswith(tuple(f"%zmm{i}" for i in range(32))) for x in fmas)
+    assert sum(x.startswith("vbroadcastss") for x in block) >= 8
+    assert not [x for x in block if x.startswith(("vmovups", "vmovaps")) and x.split(",")[0].startswith("%zmm")]
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: ops.matmul(0, 4, 4), r"matmul: M must be a positive int, got 0"),
+    (lambda: ops.matmul(4, 4.0, 4), r"matmul: N must be a positive int, got 4.0"),
+    (lambda: ops.batch_matmul(-1, 4, 4, 4), r"batch_matmul: batch must be a positive int"),
+    (lambda: ops.matmul(4, 4, 4, "float8"), r"unsupported dtype 'float8'"),
+])
+def test_bad_arguments_raise_clear_errors(call, match):
+    with pytest.raises(tl.TensorlangError, match=match):
+        call()
