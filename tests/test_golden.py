@@ -99,8 +99,14 @@ def softmax_at_row():
     return s, args, "softmax"
 
 
+def ops_matmul():
+    """tensorlang.ops.matmul: packed B panels and an 8 x 32 register block of C per k."""
+    s, args = tl.ops.matmul(64, 64, 64)
+    return s, args, "matmul"
+
+
 CASES = [gemm_tiled, tail_split_vectorized, symbolic_rows, fuse_split_padding, two_stages,
-         stencil_compute_at, gemm_write_cache, rfactor_parallel_sum, softmax_at_row]
+         stencil_compute_at, gemm_write_cache, rfactor_parallel_sum, softmax_at_row, ops_matmul]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.__name__ for c in CASES])
