@@ -6,8 +6,9 @@ args)``. The operator-library issue extends this to every deep-learning operator
 the schedules tunable.
 """
 
+from .conv2d import conv2d_nchw, depthwise_conv2d_nchw
 from .matmul import batch_matmul, matmul
 from .nn import fused_elementwise, layer_norm, row_max, row_sum, softmax
 
-__all__ = ["batch_matmul", "fused_elementwise", "layer_norm", "matmul", "row_max", "row_sum",
+__all__ = ["batch_matmul", "conv2d_nchw", "depthwise_conv2d_nchw", "fused_elementwise", "layer_norm", "matmul", "row_max", "row_sum",
            "softmax"]

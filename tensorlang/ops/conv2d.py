@@ -8,8 +8,9 @@ Each returns ``(schedule, [A, W, O])`` with the fastest schedule found for this 
   parallel over (batch, channel) planes. For a stride S > 1 its columns are stored split by
   phase, ``P[n, c, y, p, q] = Apad[n, c, y, q * S + p]``, so that the input columns a vector
   of output columns reads (``x * S + rx``) are contiguous: ``P[.., rx % S, x + rx // S]``;
-  without it every input vector would be a gather. A 1x1 stride-2 convolution (no padding)
-  builds only the phase-0 rows it needs, computed at the output row;
+  without it every input vector would be a gather. Without padding (e.g. the 1x1 stride-2
+  downsample) the stage is computed at the output row instead, building only the rows and
+  phases that row reads;
 * **register blocking**: the output is accumulated in a write cache computed at a tile of
   YB output rows x FB output channels x XB output columns; the reduction loops (input
   channel, filter row, filter column) are outside the rows and channels (unrolled) and the
@@ -39,6 +40,7 @@ from __future__ import annotations
 from .. import te
 from .. import dtype as dt
 from ..errors import TensorlangValueError
+from .common import check_dims
 from ..schedule import create_schedule
 
 LANES = 16          # float32 lanes of a 512-bit vector
@@ -46,9 +48,7 @@ LANES = 16          # float32 lanes of a 512-bit vector
 
 def _check(op: str, dims: dict, stride, padding, H: int, W: int, KH: int, KW: int):
     """Validate the arguments; returns (OH, OW)."""
-    for name, v in {**dims, "stride": stride}.items():
-        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-            raise TensorlangValueError(f"{op}: {name} must be a positive int, got {v!r}")
+    check_dims(op, **dims, stride=stride)
     if not isinstance(padding, int) or isinstance(padding, bool) or padding < 0:
         raise TensorlangValueError(f"{op}: padding must be a non-negative int, got {padding!r}")
     OH = (H + 2 * padding - KH) // stride + 1

@@ -1,1 +1,0 @@
-from tensorlang.runtime import interleaved  # noqa: F401  (temporary shim, remove)

@@ -1,0 +1,177 @@
+"""tensorlang.ops.conv2d: conv2d_nchw and depthwise_conv2d_nchw against a numpy reference
+(the ResNet-50 / MobileNet-v2 benchmark shapes and small ragged ones), built with bounds
+checks and run on NaN-filled outputs; and the argument checks."""
+
+import numpy as np
+import pytest
+
+import tensorlang as tl
+from tensorlang.errors import TensorlangValueError
+from tensorlang.ops.conv2d import conv2d_nchw, depthwise_conv2d_nchw
+
+
+def conv_ref(a, w, stride, pad, groups=1):
+    """NCHW convolution in float64: a sum over the filter window of channel contractions."""
+    n, ci, h, wd = a.shape
+    co, cig, kh, kw = w.shape
+    ap = np.pad(a.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    oh, ow = (h + 2 * pad - kh) // stride + 1, (wd + 2 * pad - kw) // stride + 1
+    out = np.zeros((n, co, oh, ow))
+    for i in range(kh):
+        for j in range(kw):
+            win = ap[:, :, i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride]
+            if groups == 1:
+                out += np.einsum("fc,ncyx->nfyx", w[:, :, i, j].astype(np.float64), win)
+            else:                                    # depthwise: groups == channels
+                out += win * w[:, 0, i, j].astype(np.float64)[None, :, None, None]
+    return out
+
+
+def run(s, args, a, w, out_shape):
+    f = tl.build(s, args, bounds_check=True)
+    o = np.full(out_shape, np.nan, dtype=np.float32)
+    f(a, w, o)
+    return o
+
+
+def check_conv(rng, N, CI, H, W, CO, KH, KW, stride, pad):
+    s, args = conv2d_nchw(N, CI, H, W, CO, KH, KW, stride=stride, padding=pad)
+    a = rng.standard_normal((N, CI, H, W), dtype=np.float32)
+    w = rng.standard_normal((CO, CI, KH, KW), dtype=np.float32)
+    ref = conv_ref(a, w, stride, pad)
+    assert tuple(args[2].shape) == ref.shape
+    o = run(s, args, a, w, ref.shape)
+    np.testing.assert_allclose(o, ref, rtol=1e-4, atol=1e-3 * np.sqrt(CI * KH * KW))
+
+
+def check_dw(rng, N, C, H, W, KH, KW, stride, pad):
+    s, args = depthwise_conv2d_nchw(N, C, H, W, KH, KW, stride=stride, padding=pad)
+    a = rng.standard_normal((N, C, H, W), dtype=np.float32)
+    w = rng.standard_normal((C, 1, KH, KW), dtype=np.float32)
+    ref = conv_ref(a, w, stride, pad, groups=C)
+    assert tuple(args[2].shape) == ref.shape
+    o = run(s, args, a, w, ref.shape)
+    np.testing.assert_allclose(o, ref, rtol=1e-4, atol=1e-4)
+
+
+# (N, CI, H, W, CO, KH, KW, stride, pad)
+RESNET = [
+    (1, 64, 56, 56, 64, 3, 3, 1, 1),
+    (1, 128, 56, 56, 128, 3, 3, 2, 1),
+    (1, 256, 14, 14, 256, 3, 3, 1, 1),
+    (1, 256, 56, 56, 64, 1, 1, 1, 0),
+    (1, 256, 56, 56, 512, 1, 1, 2, 0),
+    (1, 64, 56, 56, 256, 1, 1, 1, 0),
+]
+
+CONV_RAGGED = [
+    (1, 3, 7, 9, 5, 3, 3, 1, 1),          # odd sizes, CO < 16
+    (2, 5, 11, 13, 20, 3, 3, 2, 1),       # N=2, stride 2 with odd H and W, CO % 16 != 0
+    (1, 4, 10, 12, 17, 3, 5, 1, 2),       # KH != KW, padding 2
+    (1, 6, 9, 9, 7, 1, 1, 2, 0),          # 1x1 stride 2 (rows/phase built at the row)
+    (1, 3, 8, 40, 19, 3, 3, 1, 0),        # wide rows (packed weights), CO % 8 != 0
+    (2, 8, 15, 35, 13, 3, 1, 1, 2),       # wide rows, 1-wide filter columns, N=2
+    (1, 5, 33, 37, 25, 1, 1, 1, 0),       # 1x1 wide rows, CO % 12 != 0
+    (1, 4, 6, 7, 3, 5, 5, 3, 2),          # stride 3, 5x5
+    (1, 2, 3, 3, 4, 3, 3, 1, 0),          # 1x1 output
+    (2, 3, 9, 70, 9, 2, 3, 2, 1),         # stride 2, even kernel, wide input
+]
+
+# (N, C, H, W, KH, KW, stride, pad)
+MOBILENET = [
+    (1, 32, 112, 112, 3, 3, 1, 1),
+    (1, 144, 56, 56, 3, 3, 2, 1),
+    (1, 576, 14, 14, 3, 3, 1, 1),
+]
+
+DW_RAGGED = [
+    (2, 5, 11, 13, 3, 3, 2, 1),
+    (1, 3, 9, 7, 3, 5, 1, 2),
+    (1, 17, 20, 33, 3, 3, 1, 0),
+    (2, 4, 12, 12, 5, 5, 3, 2),
+    (1, 2, 5, 6, 1, 1, 1, 0),
+    (1, 3, 4, 4, 4, 4, 1, 0),
+]
+
+
+@pytest.mark.parametrize("shape", RESNET, ids=lambda s: "x".join(map(str, s)))
+def test_conv2d_resnet_shapes(rng, shape):
+    check_conv(rng, *shape)
+
+
+@pytest.mark.parametrize("shape", CONV_RAGGED, ids=lambda s: "x".join(map(str, s)))
+def test_conv2d_ragged(rng, shape):
+    check_conv(rng, *shape)
+
+
+@pytest.mark.parametrize("shape", MOBILENET, ids=lambda s: "x".join(map(str, s)))
+def test_depthwise_mobilenet_shapes(rng, shape):
+    check_dw(rng, *shape)
+
+
+@pytest.mark.parametrize("shape", DW_RAGGED, ids=lambda s: "x".join(map(str, s)))
+def test_depthwise_ragged(rng, shape):
+    check_dw(rng, *shape)
+
+
+def test_conv2d_default_stride_padding(rng):
+    s, args = conv2d_nchw(1, 2, 5, 5, 3, 3, 3)
+    assert tuple(args[2].shape) == (1, 3, 3, 3)
+    check_conv(rng, 1, 2, 5, 5, 3, 3, 3, 1, 0)
+
+
+def test_conv2d_zero_padding_border(rng):
+    # all-ones input and weights: border outputs count only the in-bounds taps
+    s, args = conv2d_nchw(1, 1, 4, 4, 1, 3, 3, stride=1, padding=1)
+    o = run(s, args, np.ones((1, 1, 4, 4), np.float32), np.ones((1, 1, 3, 3), np.float32),
+            (1, 1, 4, 4))
+    np.testing.assert_array_equal(o[0, 0], [[4, 6, 6, 4], [6, 9, 9, 6], [6, 9, 9, 6], [4, 6, 6, 4]])
+
+
+BAD_CONV = [
+    (dict(N=0), r"conv2d_nchw: N must be a positive int, got 0"),
+    (dict(CI=-1), r"conv2d_nchw: CI must be a positive int"),
+    (dict(H=2.0), r"conv2d_nchw: H must be a positive int, got 2\.0"),
+    (dict(CO=True), r"conv2d_nchw: CO must be a positive int, got True"),
+    (dict(KW=0), r"conv2d_nchw: KW must be a positive int"),
+    (dict(stride=0), r"conv2d_nchw: stride must be a positive int, got 0"),
+    (dict(padding=-1), r"conv2d_nchw: padding must be a non-negative int, got -1"),
+    (dict(padding=1.5), r"conv2d_nchw: padding must be a non-negative int"),
+    (dict(KH=9), r"conv2d_nchw: the 9x3 kernel is larger than the padded 8x8 input"),
+    (dict(KW=11, padding=1), r"conv2d_nchw: .*output size 8x0 must be positive"),
+    (dict(KW=10, padding=1), None),                  # exactly fits: 8x1 output, valid
+]
+
+
+@pytest.mark.parametrize("kw,match", BAD_CONV, ids=lambda x: str(x) if isinstance(x, dict) else "")
+def test_conv2d_bad_arguments(kw, match):
+    args = dict(N=1, CI=2, H=8, W=8, CO=4, KH=3, KW=3, stride=1, padding=0)
+    args.update(kw)
+    if match is None:
+        conv2d_nchw(**args)
+        return
+    with pytest.raises(TensorlangValueError, match=match):
+        conv2d_nchw(**args)
+
+
+BAD_DW = [
+    (dict(C=0), r"depthwise_conv2d_nchw: C must be a positive int, got 0"),
+    (dict(W="8"), r"depthwise_conv2d_nchw: W must be a positive int, got '8'"),
+    (dict(KH=-3), r"depthwise_conv2d_nchw: KH must be a positive int"),
+    (dict(stride=None), r"depthwise_conv2d_nchw: stride must be a positive int, got None"),
+    (dict(padding=-2), r"depthwise_conv2d_nchw: padding must be a non-negative int, got -2"),
+    (dict(H=2, KH=5, padding=1), r"depthwise_conv2d_nchw: the 5x3 kernel is larger than the padded 4x10 input"),
+]
+
+
+@pytest.mark.parametrize("kw,match", BAD_DW, ids=lambda x: str(x) if isinstance(x, dict) else "")
+def test_depthwise_bad_arguments(kw, match):
+    args = dict(N=1, C=2, H=8, W=8, KH=3, KW=3, stride=1, padding=0)
+    args.update(kw)
+    with pytest.raises(TensorlangValueError, match=match):
+        depthwise_conv2d_nchw(**args)
+
+
+def test_bad_dtype():
+    with pytest.raises(Exception, match="dtype"):
+        conv2d_nchw(1, 2, 8, 8, 4, 3, 3, dtype="float33")
