@@ -11,21 +11,22 @@ Each returns ``(schedule, [A, W, O])`` with the fastest schedule found for this 
   without it every input vector would be a gather. Without padding (e.g. the 1x1 stride-2
   downsample) the stage is computed at the output row instead, building only the rows and
   phases that row reads;
-* **register blocking**: the output is accumulated in a write cache computed at a tile of
-  YB output rows x FB output channels x XB output columns; the reduction loops (input
-  channel, filter row, filter column) are outside the rows and channels (unrolled) and the
-  columns (vectorized, 16 lanes at a time, unrolled), so the YB x FB x XB/16 accumulators
-  stay in vector registers and each reduction step is YB x XB/16 vector loads of inputs,
-  FB broadcasts of weights and YB x FB x XB/16 FMAs;
-* **tile shape by width** (measured on the ResNet-50 layers):
-
-  - rows at least 32 wide: 1 row x 32 columns (two vectors) x 8 channels (3x3) or 12
-    channels (1x1); for 1x1 the weights are repacked per call into
-    ``Wpack[f // FB, c, ry, rx, f % FB]`` so that a step's FB weights share a cache line;
-  - narrower rows (28, 14), 1x1: 1 row x 16 columns x 16 channels;
-  - narrower rows, larger kernels: 2 rows x 16 columns x 8 channels (the 16-lane vector is
-    partly idle on a 14-wide row; two rows share each weight broadcast);
-* the output rows (fused with the batch) are split between the cores.
+* **kernels larger than 1x1 (3x3): vectorized over output channels.** The weights are
+  repacked per call into ``Wpack[f // FB, c, ry, rx, f % FB]`` and the output accumulates in
+  ``Oc[n, f // FB, y, x, f % FB]``, computed at a tile of XB output columns x FB channels:
+  the reduction loops (input channel, filter row, filter column) are outside the columns
+  (unrolled) and the channels (vectorized), so the XB x FB/16 accumulators stay in vector
+  registers and each reduction step is FB/16 vector loads of weights, XB broadcasts of
+  inputs and XB x FB/16 FMAs, the shape of the GEMM micro-kernel. Rows 32 wide or more
+  (multiples of 8) take 8 columns x 32 channels; narrower rows (28, 14) 14 columns (or
+  another divisor of the width) x 16 channels. Each tile is then copied to NCHW;
+* **1x1 kernels: vectorized over output columns.** A write cache of O at a tile of FB
+  channels x XB columns, the reduction over input channels outside the channels (unrolled)
+  and the columns (vectorized): rows at least 32 wide take 32 columns x 12 channels with the
+  weights repacked into ``Wpack[f // FB, c, 0, 0, f % FB]`` (a step's FB weights share a
+  cache line), narrower rows 16 columns x 16 channels;
+* the output rows (fused with the batch and, for 3x3, the channel tiles) are split between
+  the cores.
 
 The depthwise schedule pads the same way, then splits (batch x channel) planes between the
 cores; within a plane a write cache of 4 rows x 16 columns is accumulated in registers over
@@ -97,20 +98,67 @@ def conv2d_nchw(N, CI, H, W, CO, KH, KW, stride=1, padding=0, dtype="float32"):
     OH, OW = _check(op, dict(N=N, CI=CI, H=H, W=W, CO=CO, KH=KH, KW=KW),
                     stride, padding, H, W, KH, KW)
     dtype = dt.check(dtype)
-    yb = 1
+    if KH * KW > 1:                           # vectorized over output channels
+        fb, xb = (2 * LANES, 8) if OW >= 32 and OW % 8 == 0 else (LANES, _divisor(OW, 7, 14))
+        return _conv2d_channels(N, CI, H, W, CO, KH, KW, stride, padding, dtype, OH, OW, fb, xb)
     if OW >= 2 * LANES:                       # wide rows: 2 vectors of columns
-        fb, xb, pack_w = (12, 2 * LANES, True) if KH * KW == 1 else (8, 2 * LANES, False)
-    elif KH * KW == 1:
+        fb, xb, pack_w = 12, 2 * LANES, True
+    else:
         fb, xb, pack_w = LANES, LANES, False
-    else:                                     # narrow rows: 2 rows x 1 vector x 8 channels
-        fb, xb, pack_w, yb = 8, LANES, False, min(2, OH)
     pad_at = "row" if padding == 0 else "root"
     return _conv2d(N, CI, H, W, CO, KH, KW, stride, padding, dtype, OH, OW,
-                   min(fb, CO), xb, pack_w, pad_at, yb)
+                   min(fb, CO), xb, pack_w, pad_at)
 
 
-def _conv2d(N, CI, H, W, CO, KH, KW, S, pad, dtype, OH, OW, fb, xb, pack_w, pad_at, yb=1):
-    """The dense schedule for a given tile (FB channels x XB columns), weight packing and
+def _divisor(n: int, lo: int, hi: int) -> int:
+    """The largest divisor of ``n`` in [lo, hi], else ``hi`` (the last tile is partial)."""
+    return next((d for d in range(hi, lo - 1, -1) if n % d == 0), hi)
+
+
+def _conv2d_channels(N, CI, H, W, CO, KH, KW, S, pad, dtype, OH, OW, fb, xb):
+    """The schedule for kernels larger than 1x1: vectorized over output channels.
+
+    The weights are repacked per call into ``Wpack[f // FB, c, ry, rx, f % FB]`` and the
+    output is accumulated in ``Oc[n, f // FB, y, x, f % FB]`` (channels innermost), computed
+    at a tile of XB output columns x FB channels; each reduction step is FB/16 vector loads
+    of weights, XB broadcasts of inputs and XB x FB/16 FMAs on register accumulators. The
+    tile is then copied to O's NCHW layout. The (channel tile, row) pairs are split between
+    the cores, channel tiles outermost: the rows of one channel tile reuse its weights from
+    L2 (all of res4's 3x3 weights, 2.3 MB, do not fit)."""
+    A = te.placeholder((N, CI, H, W), name="A", dtype=dtype)
+    Wt = te.placeholder((CO, CI, KH, KW), name="W", dtype=dtype)
+    P, read = _padded(A, N, CI, H, W, S, pad, dtype)
+    nfo = -(-CO // fb)
+    WP = te.compute((nfo, CI, KH, KW, fb), lambda fo, c, i, j, fi: te.if_then_else(
+        fo * fb + fi < CO, Wt[fo * fb + fi, c, i, j], te.const(0, dtype)), name="Wpack")
+    rc = te.reduce_axis((0, CI), name="rc")
+    ry = te.reduce_axis((0, KH), name="ry")
+    rx = te.reduce_axis((0, KW), name="rx")
+    Oc = te.compute((N, nfo, OH, OW, fb), lambda n, fo, y, x, fi: te.sum(
+        read(n, rc, y * S + ry, rx, x) * WP[fo, rc, ry, rx, fi], axis=[rc, ry, rx]), name="Oc")
+    O = te.compute((N, CO, OH, OW), lambda n, f, y, x: Oc[n, f // fb, y, x, f % fb], name="O")
+
+    s = create_schedule(O.op)
+    n, f, y, x = O.op.axis
+    fo, fi = s[O].split(f, factor=fb)
+    xo, xi = s[O].split(x, factor=xb)
+    s[O].reorder(n, fo, y, xo, fi, xi)
+    s[O].parallel(s[O].fuse(n, fo, y))
+    s[Oc].compute_at(s[O], xo)
+    *_, xc, fc = s[Oc].op.axis
+    s[Oc].reorder(*s[Oc].op.reduce_axis, xc, fc)
+    s[Oc].unroll(xc)
+    _vectorize_cols(s[Oc], fc, fb)
+    if P is not None:
+        s[P].parallel(s[P].fuse(*s[P].op.axis[:2]))
+        s[P].vectorize(s[P].op.axis[-1])
+    s[WP].vectorize(s[WP].op.axis[-1])
+    s[WP].parallel(s[WP].op.axis[0])
+    return s, [A, Wt, O]
+
+
+def _conv2d(N, CI, H, W, CO, KH, KW, S, pad, dtype, OH, OW, fb, xb, pack_w, pad_at):
+    """The 1x1 schedule for a given tile (FB channels x XB columns), weight packing and
     place of the padding stage (``"row"``: at the output row; ``"root"``)."""
     A = te.placeholder((N, CI, H, W), name="A", dtype=dtype)
     Wt = te.placeholder((CO, CI, KH, KW), name="W", dtype=dtype)
@@ -133,18 +181,13 @@ def _conv2d(N, CI, H, W, CO, KH, KW, S, pad, dtype, OH, OW, fb, xb, pack_w, pad_
     n, f, y, x = O.op.axis
     fo, fi = s[O].split(f, factor=fb)
     xo, xi = s[O].split(x, factor=xb)
-    if yb > 1:
-        y, yi = s[O].split(y, factor=yb)
-        s[O].reorder(n, y, fo, xo, yi, fi, xi)
-    else:
-        s[O].reorder(n, y, fo, xo, fi, xi)
+    s[O].reorder(n, y, fo, xo, fi, xi)
     _vectorize_cols(s[O], xi, xb)
     ny = s[O].fuse(n, y)
     s[O].parallel(ny)
     s[OL].compute_at(s[O], xo)
-    _, fc, yc, xc = s[OL].op.axis
-    s[OL].reorder(*s[OL].op.reduce_axis, yc, fc, xc)
-    s[OL].unroll(yc)
+    _, fc, _, xc = s[OL].op.axis
+    s[OL].reorder(*s[OL].op.reduce_axis, fc, xc)
     s[OL].unroll(fc)
     _vectorize_cols(s[OL], xc, xb)
     if P is not None:
