@@ -15,8 +15,8 @@ schedule, for ``M >= 8`` (rows of C):
 * the reduction is unrolled by 4 to give LLVM independent work to interleave.
 
 For skinny products (``M < 8``, e.g. a matrix-vector product) packing B would cost as much
-as the product itself: B is read in place, NB = 64 columns at a time, with the column tiles
-split between the cores.
+as the product itself: B is read in place, row by row in chunks of 1024 columns, with the
+chunks split between the cores (see ``_skinny``).
 
 Shapes need not divide the tile sizes: tails are guarded and loop partitioning moves the
 guards out of the main loops.
@@ -31,6 +31,7 @@ from ..schedule import create_schedule
 
 TILE_M = 32       # rows of a C tile (the parallel loop runs over M / TILE_M tiles)
 K_UNROLL = 4
+SKINNY_CHUNK = 1024   # columns of C per parallel iteration when M < 8
 
 
 
@@ -100,8 +101,11 @@ def _gemm(batch: tuple, M: int, N: int, K: int, dtype: str):
 
 
 def _skinny(A, B, k, batch, M, N, lanes):
-    """Fewer than 8 rows: no packing; column tiles of 4 vectors in parallel, the rows
-    unrolled, accumulators in registers over the whole reduction."""
+    """Fewer than 8 rows: no packing. Column chunks of up to 1024 (split between the cores)
+    accumulate in a write cache over the reduction, k outside the chunk's vectors: every k
+    step reads one contiguous 4 KiB piece of a row of B. (Register-sized chunks of 64
+    columns would read B in 256-byte pieces 16 KiB apart, one TLB page each: 1.7x slower
+    for 1 x 4096 x 4096.)"""
     nb = len(batch)
     C = te.compute((*batch, M, N),
                    lambda *i: te.sum(A[(*i[:nb], i[nb], k)] * B[(*i[:nb], k, i[nb + 1])], axis=k),
@@ -109,7 +113,7 @@ def _skinny(A, B, k, batch, M, N, lanes):
     s = create_schedule(C.op)
     CC = s.cache_write(C, "global")
     *b, m, n = C.op.axis
-    NB = min(4 * lanes, -(-N // lanes) * lanes)
+    NB = min(SKINNY_CHUNK, -(-N // lanes) * lanes)
     no, ni = s[C].split(n, factor=NB)
     s[C].reorder(*b, no, m, ni)
     s[C].vectorize(ni)
@@ -119,8 +123,9 @@ def _skinny(A, B, k, batch, M, N, lanes):
     *_, mc, nc = s[CC].op.axis
     kk, = s[CC].op.reduce_axis
     ko, ki = s[CC].split(kk, factor=K_UNROLL)
-    s[CC].reorder(ko, ki, mc, nc)
-    s[CC].vectorize(nc)
+    nco, nci = s[CC].split(nc, factor=4 * lanes)
+    s[CC].reorder(ko, nco, ki, mc, nci)
+    s[CC].vectorize(nci)
     s[CC].unroll(mc)
     s[CC].unroll(ki)
     return s, [A, B, C]
