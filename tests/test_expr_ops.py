@@ -1734,3 +1734,14 @@ def test_schedule_errors():
     s2[D].vectorize(D.op.axis[0])
     with pytest.raises(tl.LoweringError):
         tl.build(s2, [B, D])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_elementwise_min_max_signed_zeros_as_numpy(mode):
+    """numpy returns the second operand of two zeros: maximum(-0.0, 0.0) is 0.0 and
+    maximum(0.0, -0.0) is -0.0 (IEEE maximum would give 0.0 for both)."""
+    a = np.array([-0.0, 0.0, -0.0, 0.0] * 4, np.float32)
+    b = np.array([0.0, -0.0, -0.0, 0.0] * 4, np.float32)
+    for fn, ref in ((tl.max, np.maximum), (tl.min, np.minimum)):
+        got = ew(fn, [a, b], mode)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(ref(a, b)))
