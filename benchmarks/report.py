@@ -54,7 +54,7 @@ def row(r) -> str:
               for p in PEERS]
     gf = [f"{r.flop / r.times[s][0] / 1e9:{w}.1f}" if r.flop and s in r.times else f"{'-':>{w}}"
           for s, w in ((OURS, 8), (NUMPY, 7))]
-    spread = f"{(ours[2] / ours[1] - 1) * 100:7.1f}%" if ours else f"{'-':>8}"
+    spread = f"{(ours[2] / ours[1] - 1) * 100:7.0f}%" if ours else f"{'-':>8}"
     lines = [f"{r.name:<38}{ms(OURS)}{''.join(ms(p) for p in PEERS)}"
              f"{''.join(ratios)}{''.join(gf)}{spread}"]
     lines += [f"    ! {system}: {err}" for system, err in r.errors.items()]

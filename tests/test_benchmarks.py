@@ -58,6 +58,6 @@ def test_table_ratios_and_chart(tmp_path):
                checked=[OURS, NUMPY, TORCH])
     line = report.row(r)
     assert line.split()[:4] == ["gemm", "2x2x2", "500.000", "1000.000"]
-    assert "ok" in line and "2.00" in line and "4.0" in line and "50.0%" in line
+    assert "ok" in line and "2.00" in line and "4.0" in line and "50%" in line
     report.write_chart(tmp_path / "c.png", [r], {"cpu": "test", "threads": 2})
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
