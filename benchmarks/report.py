@@ -85,7 +85,7 @@ def write_chart(path: Path, results, info: dict) -> None:
 
     rows = [r for r in results if OURS in r.times]
     peers = [p for p in PEERS if any(p in r.times for r in rows)]
-    fig, ax = plt.subplots(figsize=(9, 0.32 * len(rows) * len(peers) + 1.5))
+    fig, ax = plt.subplots(figsize=(9, 0.2 * len(rows) * len(peers) + 1.2))
     height = 0.8 / max(1, len(peers))
     for j, p in enumerate(peers):
         ys = [i + j * height for i, r in enumerate(rows) if p in r.times]
@@ -93,7 +93,7 @@ def write_chart(path: Path, results, info: dict) -> None:
         ax.barh(ys, xs, height=height, label=f"{p} time / our time")
     ax.set_yticks([i + 0.4 - height / 2 for i in range(len(rows))], [r.name for r in rows],
                   fontsize=7)
-    ax.invert_yaxis()
+    ax.set_ylim(len(rows) - 0.1, -0.3)
     ax.set_xscale("log")
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_xlabel("speed relative to peer (> 1: tensorlang faster)")

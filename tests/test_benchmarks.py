@@ -31,6 +31,13 @@ def test_quick_run_with_torch_compile(tmp_path):
     assert COMPILE in w["checked"]
 
 
+def test_without_torch_only_numpy_is_the_peer(tmp_path, capsys):
+    assert bench.main(["--quick", "--no-torch", "--only", "gemm 256", "--out", str(tmp_path)]) == 0
+    (w,) = json.loads((tmp_path / "results.json").read_text())["workloads"]
+    assert w["checked"] == [OURS, NUMPY]
+    assert json.loads((tmp_path / "results.json").read_text())["machine"]["torch"] is None
+
+
 def test_a_wrong_kernel_is_reported_and_not_timed():
     import tensorlang as tl
 
