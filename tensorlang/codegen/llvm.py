@@ -377,8 +377,8 @@ class FnGen:
         direct = {"exp": "exp", "log": "log", "sqrt": "sqrt", "floor": "floor", "ceil": "ceil",
                   "power": "pow", "tanh": "tanh", "sin": "sin", "cos": "cos", "exp2": "exp2",
                   "log2": "log2", "log10": "log10", "round": "roundeven", "trunc": "trunc"}
-        if e.name == "exp" and ty.startswith("float32x"):
-            return vecmath.exp_f32(self, x)
+        if e.name == "exp":
+            return self.exp(x)
         if e.name in direct:
             return self.intrinsic(direct[e.name], ty, args)
         if e.name == "abs":
@@ -394,7 +394,7 @@ class FnGen:
             return self.emit(f"fdiv {fm}{self.const(1.0, ty)}, {s.ref}", ty)
         if e.name == "sigmoid":
             n = self.emit(f"fneg {fm}{x}", ty)
-            ex = vecmath.exp_f32(self, n) if ty.startswith("float32x") else self.intrinsic("exp", ty, [n])
+            ex = self.exp(n)
             d = self.emit(f"fadd {fm}{self.const(1.0, ty)}, {ex.ref}", ty)
             return self.emit(f"fdiv {fm}{self.const(1.0, ty)}, {d.ref}", ty)
         if e.name == "erf":
@@ -402,6 +402,12 @@ class FnGen:
                 return self.cast(self.libm("erff", self.cast(x, "float32")), ty)
             return self.libm("erf" if dt.element(ty) == "float64" else "erff", x)
         raise NotImplementedError(f"codegen: math function {e.name}")
+
+    def exp(self, x: V) -> V:
+        """float32 vectors inline (codegen/vecmath.py); otherwise LLVM's exp (libm)."""
+        if dt.element(x.dtype) == "float32" and dt.lanes(x.dtype) > 1:
+            return vecmath.exp_f32(self, x)
+        return self.intrinsic("exp", x.dtype, [x])
 
     def libm(self, fname: str, x: V) -> V:
         """Call a scalar C math function, lane by lane for vectors."""
