@@ -1,0 +1,32 @@
+"""autotune: schedule templates with knobs, tuners that search their spaces, measurement in
+isolated worker processes, JSON-lines tuning logs, and deploy-time dispatch of the best
+record. The names follow AutoTVM's.
+
+    @autotune.template("tutorial/matmul")
+    def matmul(N, L, M, dtype): ...cfg = autotune.get_config(); cfg.define_split(...)...
+    task = autotune.create_task("tutorial/matmul", args=(512, 512, 512, "float32"))
+    autotune.XGBTuner(task).tune(n_trial=200, measure_option=autotune.measure_option(),
+                                 callbacks=[autotune.callback.log_to_file("tuning_logs/mm.jsonl")])
+    with autotune.apply_history_best("tuning_logs/mm.jsonl"):
+        s, args = matmul(512, 512, 512, "float32")
+"""
+
+from . import callback, record  # noqa: F401
+from .measure import (BuildResult, ErrorClass, LocalBuilder, LocalRunner, MeasureResult,
+                      measure_option)
+from .record import apply_history_best
+from .space import ConfigEntity, ConfigSpace, SpaceError
+from .task import ApplyConfig, Task, create_task, get_config, template
+from .tuner import GATuner, GridSearchTuner, RandomTuner, Tuner
+
+__all__ = ["ApplyConfig", "BuildResult", "ConfigEntity", "ConfigSpace", "ErrorClass",
+           "GATuner", "GridSearchTuner", "LocalBuilder", "LocalRunner", "MeasureResult",
+           "RandomTuner", "SpaceError", "Task", "Tuner", "XGBTuner", "apply_history_best",
+           "callback", "create_task", "get_config", "measure_option", "record", "template"]
+
+
+def __getattr__(name):              # XGBTuner imports xgboost: only when asked for
+    if name == "XGBTuner":
+        from .xgb_tuner import XGBTuner
+        return XGBTuner
+    raise AttributeError(f"module 'autotune' has no attribute {name!r}")

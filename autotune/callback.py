@@ -1,0 +1,76 @@
+"""Callbacks of ``Tuner.tune``: ``callback(tuner, configs, results)`` after every batch.
+
+* ``log_to_file(path)``: append each measurement to a JSON-lines log (see ``record.py``);
+* ``progress_bar(total)``: a tqdm bar with trials, errors, best GFLOPS and ETA;
+* ``plot_curve(logs, out)``: best GFLOPS against trials for one or several logs (PNG).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from . import record
+
+
+def log_to_file(path):
+    """Append every measured candidate to ``path`` (created with its folder if missing)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def callback(tuner, configs, results):
+        for c, r in zip(configs, results):
+            record.append(path, record.make_record(tuner.task, c, r))
+    return callback
+
+
+def progress_bar(total: int, prefix: str = ""):
+    """A progress bar over ``total`` trials showing the best GFLOPS so far and the errors."""
+    from tqdm import tqdm
+    state = {}
+
+    def callback(tuner, configs, results):
+        if "bar" not in state:
+            state["bar"] = tqdm(total=total, desc=prefix or tuner.task.name, unit="trial",
+                                initial=tuner.trials - len(configs), dynamic_ncols=True)
+        bar = state["bar"]
+        bar.set_postfix_str(f"best {tuner.best_gflops:.1f} GFLOPS, "
+                            f"{sum(tuner.errors.values())} errors")
+        bar.update(len(configs))
+        if tuner.trials >= total:
+            bar.close()
+    return callback
+
+
+def curves(path) -> dict:
+    """``{workload key: [best GFLOPS after trial 1, 2, ...]}`` of a log, in file order."""
+    from .task import TEMPLATES, Task
+    out, flops = {}, {}
+    for rec in record.load_from_file(path):
+        key = record.wkey(rec)
+        if key not in flops:
+            name, args = rec["workload"]
+            flops[key] = Task(name, args).flop if name in TEMPLATES else None
+        c = record.cost(rec)
+        g = 0.0 if c == math.inf else (flops[key] / c / 1e9 if flops[key] else 1.0 / c)
+        seq = out.setdefault(key, [])
+        seq.append(max(g, seq[-1] if seq else 0.0))
+    return out
+
+
+def plot_curve(logs, out) -> None:
+    """Draw best GFLOPS (or 1/seconds when the template is not imported) against trials for
+    every workload of every log into the PNG ``out``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for log in [logs] if isinstance(logs, (str, Path)) else logs:
+        for key, seq in curves(log).items():
+            ax.plot(range(1, len(seq) + 1), seq, label=f"{Path(log).name}: {key}")
+    ax.set_xlabel("trials")
+    ax.set_ylabel("best GFLOPS so far")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,194 @@
+"""Templates, tasks and the dispatch context that decides which config a template gets.
+
+``@autotune.template("name")`` registers a function ``f(*args) -> (schedule, tensors)``
+that calls ``autotune.get_config()`` and defines knobs on the result. Calling the template
+runs it under the innermost dispatch context:
+
+* ``ApplyConfig(config)``: that config (the builder instantiates candidates this way);
+* ``apply_history_best(log)`` (see ``record.py``): the best record for this workload and
+  target, if there is one (its knob values are checked against the template's space);
+* otherwise a fallback: the space's default config, with a one-time warning per workload.
+
+A *workload* is ``[template name, [args...]]`` (JSON-serializable), the key that names a
+task in logs, across processes and versions. ``create_task(name, args, target)`` collects
+the template's space by running it once in collecting mode, and counts its flops.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import warnings
+
+from tensorlang import target as tl_target
+from tensorlang.arith import walk
+from tensorlang.te.expr import Binary, Call, Reduce
+from tensorlang.te.tensor import ComputeOp
+
+from .space import ConfigSpace, FallbackConfig, SpaceError
+
+TEMPLATES: dict = {}
+_local = threading.local()
+
+
+def _stack() -> list:
+    if not hasattr(_local, "stack"):
+        _local.stack = []
+    return _local.stack
+
+
+def workload_key(name: str, args) -> list:
+    """``[name, [args...]]``; args must be JSON values (ints, floats, strings, lists)."""
+    key = [name, list(args)]
+    try:
+        if json.loads(json.dumps(key)) != key:
+            raise TypeError
+    except (TypeError, ValueError):
+        raise SpaceError(f"template {name!r}: arguments {args!r} must be JSON values "
+                         f"(ints, floats, strings, lists) to name a workload") from None
+    return key
+
+
+class DispatchContext:
+    """Answers ``query(target, workload)`` with a config, or None to fall through."""
+
+    def query(self, target: str, workload: list):
+        return None
+
+    def __enter__(self):
+        _stack().append(self)
+        return self
+
+    def __exit__(self, *exc):
+        _stack().remove(self)
+
+
+class ApplyConfig(DispatchContext):
+    """Every template called inside gets ``config``."""
+
+    def __init__(self, config):
+        self.config = config
+
+    def query(self, target, workload):
+        return self.config
+
+
+_warned: set = set()
+
+
+def get_config():
+    """The config of the template being called (inside a template only)."""
+    current = getattr(_local, "current", None)
+    if current is None:
+        raise SpaceError("autotune.get_config() is called outside a template")
+    return current
+
+
+def _current_target() -> str:
+    return str(tl_target.Target("llvm"))
+
+
+class Template:
+    """A registered template; calling it instantiates the schedule for the current context."""
+
+    def __init__(self, name, fn):
+        self.name, self.fn = name, fn
+        self.__doc__, self.__wrapped__ = fn.__doc__, fn
+
+    def instantiate(self, config, *args):
+        prev = getattr(_local, "current", None)
+        _local.current = config
+        try:
+            return self.fn(*args)
+        finally:
+            _local.current = prev
+
+    def __call__(self, *args):
+        workload = workload_key(self.name, args)
+        target = _current_target()
+        space = None
+        for ctx in reversed(_stack()):
+            cfg = ctx.query(target, workload)
+            if isinstance(cfg, dict):            # knob values from a log: check them
+                space = space or self.space(*args)
+                try:
+                    cfg = space.from_json(cfg)
+                except SpaceError as e:
+                    warnings.warn(f"autotune: skipping a record for {json.dumps(workload)}: {e}",
+                                  stacklevel=2)
+                    cfg = None
+            if cfg is not None:
+                return self.instantiate(cfg, *args)
+        key = json.dumps(workload)
+        if key not in _warned:
+            _warned.add(key)
+            warnings.warn(f"autotune: no tuned config for workload {key} on {target}; using "
+                          f"the template's fallback config (tune it, or apply a log with "
+                          f"autotune.apply_history_best)", stacklevel=2)
+        space = space or self.space(*args)
+        return self.instantiate(space.fallback(), *args)
+
+    def space(self, *args) -> ConfigSpace:
+        """Collect the knobs by running the template once."""
+        space = FallbackConfig()
+        self.instantiate(space, *args)
+        return space
+
+
+def template(name: str):
+    """Register a template under ``name`` (the decorated function keeps working as one)."""
+    if not isinstance(name, str) or not name:
+        raise SpaceError(f"a template's name must be a non-empty string, got {name!r}")
+
+    def register(fn):
+        TEMPLATES[name] = Template(name, fn)
+        return TEMPLATES[name]
+    return register
+
+
+def _flop(outputs) -> float:
+    """Floating-point (and integer) arithmetic of the compute ops reachable from outputs:
+    per output element, the body's binary ops and calls, and for a reduction one combine per
+    reduced point."""
+    seen, total, todo = set(), 0, list(outputs)
+    while todo:
+        op = todo.pop()
+        if id(op) in seen or not isinstance(op, ComputeOp):
+            continue
+        seen.add(id(op))
+        todo.extend(t.op for t in op.input_tensors)
+        size = math.prod(int(getattr(d, "value", d)) for d in op.shape)
+        body = op.body
+        if isinstance(body, Reduce):
+            size *= math.prod(int(getattr(ax.dom.extent, "value", ax.dom.extent)) for ax in body.axis)
+            body = body.source
+            total += size                          # the combine (e.g. the add of a sum)
+        total += size * sum(isinstance(n, (Binary, Call)) for n in walk(body))
+    return float(total)
+
+
+class Task:
+    """A template applied to fixed arguments: its workload key, space and flop count."""
+
+    def __init__(self, name: str, args, target: str = "llvm"):
+        if name not in TEMPLATES:
+            raise SpaceError(f"no template named {name!r}; registered: {sorted(TEMPLATES)}")
+        self.name, self.args = name, list(args)
+        self.template = TEMPLATES[name]
+        self.workload = workload_key(name, self.args)
+        self.target = str(tl_target.Target(target))
+        self.config_space = self.template.space(*self.args)
+        s, tensors = self.instantiate(self.config_space.get(0))
+        self.flop = _flop([t.op for t in tensors if isinstance(t.op, ComputeOp)])
+
+    def instantiate(self, config):
+        """``(schedule, tensors)`` of this task under ``config``."""
+        return self.template.instantiate(config, *self.args)
+
+    def __repr__(self):
+        return f"Task({json.dumps(self.workload)}, {len(self.config_space)} configs)"
+
+
+def create_task(name: str, args, target: str = "llvm") -> Task:
+    return Task(name, args, target)
