@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from . import record
@@ -44,23 +43,15 @@ def progress_bar(total: int, prefix: str = ""):
 
 def curves(path) -> dict:
     """``{workload key: [best GFLOPS after trial 1, 2, ...]}`` of a log, in file order."""
-    from .task import TEMPLATES, Task
-    out, flops = {}, {}
+    out = {}
     for rec in record.load_from_file(path):
-        key = record.wkey(rec)
-        if key not in flops:
-            name, args = rec["workload"]
-            flops[key] = Task(name, args).flop if name in TEMPLATES else None
-        c = record.cost(rec)
-        g = 0.0 if c == math.inf else (flops[key] / c / 1e9 if flops[key] else 1.0 / c)
-        seq = out.setdefault(key, [])
-        seq.append(max(g, seq[-1] if seq else 0.0))
+        seq = out.setdefault(record.wkey(rec), [])
+        seq.append(max(record.gflops(rec), seq[-1] if seq else 0.0))
     return out
 
 
 def plot_curve(logs, out) -> None:
-    """Draw best GFLOPS (or 1/seconds when the template is not imported) against trials for
-    every workload of every log into the PNG ``out``."""
+    """Draw best GFLOPS against trials for every workload of every log into the PNG ``out``."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

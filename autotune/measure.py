@@ -180,7 +180,7 @@ def _classify(outcome, timeout_class: ErrorClass, default_class: ErrorClass):
     text = str(value)
     if text.startswith("_Tagged: "):
         cls, _, msg = text[len("_Tagged: "):].partition("|")
-        return None, ErrorClass(cls), msg
+        return None, ErrorClass(cls), msg.rsplit(" (at ", 1)[0]
     return None, default_class, text
 
 

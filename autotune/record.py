@@ -5,7 +5,11 @@ A record::
     {"version": 1, "workload": ["tutorial/matmul", [512, 512, 512, "float32"]],
      "target": "llvm -mcpu=znver5", "config": {"tile_y": [-1, 32], "vec": 1},
      "result": {"costs": [0.0021, ...], "error": null, "build_s": 0.09, "run_s": 0.31},
-     "timestamp": 1764000000.0, "host": {"cpu": "AMD EPYC", "hostname": "..."}}
+     "timestamp": 1764000000.0, "host": {"cpu": "AMD EPYC", "hostname": "..."},
+     "flop": 268435456.0}
+
+(``flop``, the task's operation count, lets ``autotune show`` and ``plot`` report GFLOPS
+without importing the template.)
 
 ``error`` is null or ``"<class>: <message>"`` (classes in ``measure.ErrorClass``). Logs are
 append-only: each record is written whole as one line and flushed to disk, so a killed run
@@ -51,7 +55,7 @@ def make_record(task, config, result) -> dict:
             "config": config.to_json(),
             "result": {"costs": list(result.costs), "error": result.error_text(),
                        "build_s": result.build_s, "run_s": result.run_s},
-            "timestamp": result.timestamp, "host": result.host or host_info()}
+            "timestamp": result.timestamp, "host": result.host or host_info(), "flop": task.flop}
 
 
 def _valid(rec) -> str | None:
@@ -107,6 +111,15 @@ def append(path, record: dict) -> None:
         fh.write(line)
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def gflops(rec: dict) -> float:
+    """GFLOPS of a record (0 for a failed one, 1/seconds when it has no flop count)."""
+    c = cost(rec)
+    flop = rec.get("flop")
+    if c == math.inf:
+        return 0.0
+    return flop / c / 1e9 if isinstance(flop, (int, float)) and flop > 0 else 1.0 / c
 
 
 def cost(rec: dict) -> float:

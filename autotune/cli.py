@@ -1,0 +1,96 @@
+"""The ``autotune`` command (also ``python -m autotune``).
+
+    autotune show LOG                  a table per workload: trials, errors by class, best
+                                       GFLOPS and config (works on a log still being written)
+    autotune best LOG -o OUT           keep the best record per workload (atomic rewrite)
+    autotune plot LOG... -o curve.png  best GFLOPS against trials
+    autotune validate LOG -m MODULE    rebuild each workload's best record (templates from
+                                       MODULE) and check it against the untuned schedule
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import warnings
+from collections import Counter
+
+from . import callback, record
+
+
+def show(path) -> str:
+    lines = []
+    by_wl: dict = {}
+    for rec in record.load_from_file(path):
+        by_wl.setdefault(record.wkey(rec), []).append(rec)
+    for key, recs in by_wl.items():
+        errors = Counter(r["result"]["error"].split(":", 1)[0] for r in recs if r["result"]["error"])
+        best = max(recs, key=record.gflops)
+        lines.append(f"{key}  [{recs[0]['target']}]")
+        lines.append(f"  trials {len(recs)}, errors {sum(errors.values())}"
+                     + (f" ({', '.join(f'{k} {v}' for k, v in sorted(errors.items()))})" if errors else ""))
+        if record.gflops(best) > 0:
+            lines.append(f"  best {record.gflops(best):.2f} GFLOPS ({record.cost(best) * 1e3:.4f} ms): "
+                         f"{json.dumps(best['config'])}")
+        else:
+            lines.append("  no successful trial")
+    return "\n".join(lines) if lines else f"{path}: no valid records"
+
+
+def validate(path, modules) -> bool:
+    from .measure import LocalBuilder, LocalRunner
+    from .task import Task
+    for m in modules:
+        importlib.import_module(m)
+    builder, runner = LocalBuilder(n_parallel=1), LocalRunner(number=1, repeat=1)
+    ok = True
+    try:
+        for key, rec in record.best_by_workload(record.load_from_file(path)).items():
+            name, args = rec["workload"]
+            task = Task(name, args, rec["target"])
+            config = task.config_space.from_json(rec["config"])
+            (res,) = runner.run(task, builder.build(task, [config]))
+            good = res.error_text() is None
+            ok &= good
+            print(f"{'ok  ' if good else 'FAIL'} {key} {json.dumps(rec['config'])}"
+                  + ("" if good else f": {res.error_text()}"))
+    finally:
+        builder.close()
+        runner.close()
+    return ok
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="autotune", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("show", help="summarise a log")
+    p.add_argument("log")
+    p = sub.add_parser("best", help="keep the best record per workload")
+    p.add_argument("log")
+    p.add_argument("-o", "--output", required=True)
+    p = sub.add_parser("plot", help="best GFLOPS against trials (PNG)")
+    p.add_argument("logs", nargs="+")
+    p.add_argument("-o", "--output", required=True)
+    p = sub.add_parser("validate", help="rebuild and check the best records")
+    p.add_argument("log")
+    p.add_argument("-m", "--module", action="append", default=[],
+                   help="a module that defines the log's templates (repeatable)")
+    args = ap.parse_args(argv)
+    warnings.simplefilter("always")
+    try:
+        if args.cmd == "show":
+            print(show(args.log))
+        elif args.cmd == "best":
+            n = record.pick_best(args.log, args.output)
+            print(f"kept {n} record(s) in {args.output}")
+        elif args.cmd == "plot":
+            callback.plot_curve(args.logs, args.output)
+            print(f"wrote {args.output}")
+        else:
+            return 0 if validate(args.log, args.module) else 1
+    except (OSError, ModuleNotFoundError) as e:
+        print(f"autotune {args.cmd}: {e}", file=sys.stderr)
+        return 2
+    return 0
