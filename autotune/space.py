@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 
 from tensorlang.errors import TensorlangError
 
@@ -279,8 +280,13 @@ class ConfigSpace(_Defines):
         return math.prod(len(k) for k in self.knobs.values())
 
     def get(self, index: int) -> "ConfigEntity":
-        if not isinstance(index, int) or not 0 <= index < len(self):
+        try:
+            i = None if isinstance(index, bool) else operator.index(index)
+        except TypeError:
+            i = None
+        if i is None or not 0 <= i < len(self):
             raise SpaceError(f"config index {index!r} is outside the space of {len(self)}")
+        index = i
         choice, rest = {}, index
         for name, knob in self.knobs.items():
             rest, i = divmod(rest, len(knob))
