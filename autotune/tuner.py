@@ -162,9 +162,10 @@ class RandomTuner(Tuner):
 
 class GATuner(RandomTuner):
     """Genetic search: genes are the knobs' choice indices; a generation of ``pop_size`` is
-    measured, then the next is bred from it (the ``elite_num`` best kept as parents,
-    parents drawn with probability proportional to GFLOPS, uniform crossover, each gene
-    mutated with ``mutation_prob``). Children already measured are redrawn."""
+    measured, then the next is bred from the ``pop_size`` best configs measured so far
+    (so the ``elite_num`` best always stay parents; AutoTVM's argument), parents drawn with
+    probability proportional to GFLOPS, uniform crossover, each gene mutated with
+    ``mutation_prob``. Children already measured are redrawn."""
 
     def __init__(self, task, pop_size: int = 32, elite_num: int = 3, mutation_prob: float = 0.1,
                  seed: int = 0):
@@ -190,7 +191,7 @@ class GATuner(RandomTuner):
 
     def _breed(self):
         ranked = sorted(self.scored.items(), key=lambda kv: -kv[1])
-        parents = [i for i, _ in ranked[:max(self.pop_size, self.elite_num)]]
+        parents = [i for i, _ in ranked[:self.pop_size]]
         fit = np.array([self.scored[i] for i in parents], dtype=float) + 1e-9
         prob = fit / fit.sum()
         children, tries = [], 0

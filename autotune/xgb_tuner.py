@@ -94,11 +94,12 @@ class XGBTuner(RandomTuner):
 
     # ------------------------------------------------------------------ model
     def _fit(self) -> None:
-        best = max(self.ys) if self.ys else 0.0
-        if best <= 0:
-            return
-        x = np.stack([self.feature(i) for i in self.xs] + self.base_x)
-        y = np.array([v / best for v in self.ys] + self.base_y, np.float32)
+        best = max(self.ys, default=0.0)
+        y = [v / best for v in self.ys] if best > 0 else []
+        if max(y + self.base_y, default=0.0) <= 0:
+            return                                 # nothing to learn from yet
+        x = np.stack([self.feature(i) for i in self.xs[:len(y)]] + self.base_x)
+        y = np.array(y + self.base_y, np.float32)
         params = {"max_depth": 6, "eta": 0.3, "min_child_weight": 1, "subsample": 1.0,
                   "objective": "rank:pairwise" if self.loss_type == "rank" else "reg:squarederror",
                   "seed": self.seed, "nthread": 1, "verbosity": 0}
@@ -202,4 +203,8 @@ class XGBTuner(RandomTuner):
                 self.base_x.append(self._features(task, idx))
                 self.base_y.append(g / top)
                 added += 1
+        if added:                                  # the first plan is already model-guided
+            self._fit()
+            if self.model is not None:
+                self.plan = self._anneal(self.plan_size)
         return added

@@ -309,3 +309,16 @@ def test_end_to_end_real_measurement_and_deploy(tmp_path, capsys):
 def test_cli_missing_file_is_a_clear_error(capsys, tmp_path):
     assert cli(["show", str(tmp_path / "nope.jsonl")]) == 2
     assert "No such file" in capsys.readouterr().err
+
+
+def test_xgb_with_history_guides_its_first_batch(task, tmp_path):
+    """After load_history the model exists before any own measurement, and its first batch
+    differs from the random batch of a tuner without history."""
+    other = autotune.create_task("test/matmul", args=(32, 32, 48, "float32"))
+    log = tmp_path / "other.jsonl"
+    autotune.RandomTuner(other, seed=0).tune(40, _fake(), callbacks=[autotune.callback.log_to_file(log)])
+    warm = autotune.XGBTuner(task, seed=0, epsilon=0.0)
+    warm.load_history(log)
+    cold = autotune.XGBTuner(task, seed=0, epsilon=0.0)
+    assert warm.model is not None and cold.model is None
+    assert [c.index for c in warm.next_batch(8)] != [c.index for c in cold.next_batch(8)]
