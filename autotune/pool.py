@@ -94,7 +94,10 @@ class WorkerPool:
                     except (EOFError, OSError):
                         w.proc.join(1)
                         code = w.proc.exitcode
-                        outcomes[i] = ("crash", f"the worker process died (exit code {code})")
+                        hint = ("; a worker that exits with 1 at once usually means the script "
+                                "that started the tuning lacks `if __name__ == \"__main__\":`"
+                                if code == 1 else "")
+                        outcomes[i] = ("crash", f"the worker process died (exit code {code}){hint}")
                         idle.append(self._replace(w))
                     del busy[w]
                 elif time.monotonic() >= deadline:

@@ -3,7 +3,6 @@ resume, the CLI. Tuner tests use a fake builder/runner (a deterministic cost per
 they take milliseconds and are reproducible; the measurement tests use real workers."""
 
 import json
-import math
 import warnings
 
 import numpy as np
