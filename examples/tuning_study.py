@@ -3,8 +3,9 @@ GFLOPS after 50/100/200 trials for XGBTuner, GATuner and RandomTuner (median of 
 the trials each needs to reach 90% of the best config any of them found, and each tuner's
 own time per batch (model fit + search) next to the measurement time.
 
-Run: .venv/bin/python examples/tuning_study.py [--trials 200] [--seeds 0 1 2]
-Logs go to tuning_logs/study/<tuner>-<seed>.jsonl (a rerun resumes them).
+Run: .venv/bin/python examples/tuning_study.py [--trials 200] [--seeds 0 1 2] [--size 512]
+Logs go to tuning_logs/study/<tuner>-<seed>.jsonl (--out; a rerun resumes them, and then
+reports no search or measurement time for the trials it took over).
 """
 
 import argparse
@@ -54,10 +55,11 @@ def main():
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--tuners", nargs="+", default=list(TUNERS))
+    ap.add_argument("--out", default="tuning_logs/study", help="folder of the logs")
     args = ap.parse_args()
     task = autotune.create_task("study/gemm", args=(args.size,))
     print(task.config_space)
-    out = Path("tuning_logs/study")
+    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     opt = autotune.measure_option(
         builder=autotune.LocalBuilder(timeout=20),

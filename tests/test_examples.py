@@ -1,11 +1,15 @@
 """The examples in examples/ run and compute the right values (timing is not checked)."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 import tensorlang as tl
 from examples import conv2d_resnet, gemm_six_steps, softmax_rows
-from tests.conftest import run_python
+from tests.conftest import ROOT, run_python
 
 
 @pytest.mark.parametrize("step", range(len(gemm_six_steps.STEPS)))
@@ -94,3 +98,15 @@ def test_example_scripts_run(script, argv):
                    f"runpy.run_path({script!r}, run_name='__main__')", timeout=300)
     assert r.returncode == 0, r.stderr
     assert "numpy" in r.stdout
+
+
+@pytest.mark.slow
+def test_tuning_study_script_runs(tmp_path):
+    """The study as a script (measurement workers re-import it), on a small GEMM."""
+    r = subprocess.run([sys.executable, "examples/tuning_study.py", "--trials", "20", "--seeds", "0",
+                        "--size", "64", "--tuners", "xgb", "random", "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+    assert r.returncode == 0, r.stderr
+    assert "trials to 90%" in r.stdout and "xgb" in r.stdout and "random" in r.stdout
+    assert len((tmp_path / "xgb-0.jsonl").read_text().splitlines()) == 20
