@@ -21,12 +21,19 @@ from .tuner import GATuner, GridSearchTuner, RandomTuner, Tuner
 
 __all__ = ["ApplyConfig", "BuildResult", "ConfigEntity", "ConfigSpace", "ErrorClass",
            "GATuner", "GridSearchTuner", "LocalBuilder", "LocalRunner", "MeasureResult",
-           "RandomTuner", "SpaceError", "Task", "Tuner", "XGBTuner", "apply_history_best",
-           "callback", "create_task", "get_config", "measure_option", "record", "template"]
+           "RandomTuner", "RayRunner", "SpaceError", "Task", "Tuner", "XGBTuner", "apply_history_best",
+           "callback", "create_task", "get_config", "load_job", "measure_option", "record", "run_job",
+           "template"]
 
 
-def __getattr__(name):              # XGBTuner imports xgboost: only when asked for
+def __getattr__(name):              # xgboost and ray are imported only when asked for
     if name == "XGBTuner":
         from .xgb_tuner import XGBTuner
         return XGBTuner
+    if name == "RayRunner":
+        from .ray_runner import RayRunner
+        return RayRunner
+    if name in ("run_job", "load_job"):
+        from . import job
+        return getattr(job, name)
     raise AttributeError(f"module 'autotune' has no attribute {name!r}")

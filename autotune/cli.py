@@ -1,5 +1,7 @@
 """The ``autotune`` command (also ``python -m autotune``).
 
+    autotune tune JOB.toml [--address ADDR] [--resume]
+                                       run a tuning job (embedded Ray cluster by default)
     autotune show LOG                  a table per workload: trials, errors by class, best
                                        GFLOPS and config (works on a log still being written)
     autotune best LOG -o OUT           keep the best record per workload (atomic rewrite)
@@ -16,6 +18,8 @@ import json
 import sys
 import warnings
 from collections import Counter
+
+from tensorlang.errors import TensorlangError
 
 from . import callback, record
 
@@ -65,6 +69,11 @@ def validate(path, modules) -> bool:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="autotune", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("tune", help="run a tuning job file (TOML)")
+    p.add_argument("job")
+    p.add_argument("--address", help="an existing Ray cluster ('auto', host:port, ray://...)")
+    p.add_argument("--resume", action="store_true", help="continue from the job's log")
+    p.add_argument("--no-progress", action="store_true")
     p = sub.add_parser("show", help="summarise a log")
     p.add_argument("log")
     p = sub.add_parser("best", help="keep the best record per workload")
@@ -80,7 +89,14 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     warnings.simplefilter("always")
     try:
-        if args.cmd == "show":
+        if args.cmd == "tune":
+            from .job import load_job, run_job, summary_table
+            job = load_job(args.job)
+            rows = run_job(job, address=args.address, resume=args.resume,
+                           progress=not args.no_progress)
+            print(summary_table(rows))
+            print(f"log: {job.log}")
+        elif args.cmd == "show":
             print(show(args.log))
         elif args.cmd == "best":
             n = record.pick_best(args.log, args.output)
@@ -90,7 +106,7 @@ def main(argv=None) -> int:
             print(f"wrote {args.output}")
         else:
             return 0 if validate(args.log, args.module) else 1
-    except (OSError, ModuleNotFoundError) as e:
+    except (OSError, ModuleNotFoundError, TensorlangError) as e:
         print(f"autotune {args.cmd}: {e}", file=sys.stderr)
         return 2
     return 0

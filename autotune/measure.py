@@ -264,5 +264,9 @@ class LocalRunner:
 
 
 def measure_option(builder=None, runner=None) -> dict:
-    """``{"builder": ..., "runner": ...}`` (defaults: LocalBuilder(), LocalRunner())."""
-    return {"builder": builder or LocalBuilder(), "runner": runner or LocalRunner()}
+    """``{"builder": ..., "runner": ...}`` (defaults: LocalBuilder(), LocalRunner()). A
+    runner that builds its candidates itself (``RayRunner``) needs no builder."""
+    runner = runner or LocalRunner()
+    if builder is None and not hasattr(runner, "measure"):
+        builder = LocalBuilder()
+    return {"builder": builder, "runner": runner}

@@ -79,7 +79,10 @@ class Tuner:
             if not configs:
                 break
             t = time.perf_counter()
-            results = runner.run(self.task, builder.build(self.task, configs))
+            if hasattr(runner, "measure"):      # runners that build too (RayRunner)
+                results = runner.measure(self.task, configs)
+            else:
+                results = runner.run(self.task, builder.build(self.task, configs))
             self.measure_s += time.perf_counter() - t
             self._record(configs, results)
             t = time.perf_counter()

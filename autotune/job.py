@@ -1,0 +1,250 @@
+"""Tuning jobs: several tasks tuned together on a Ray cluster, from a TOML file.
+
+    modules = ["examples.tuning_templates"]   # imported first: they register the templates
+    log = "tuning_logs/demo.jsonl"
+
+    [measure]                 # optional: number, repeat, min_repeat_ms, timeout, build_timeout
+    number = 3
+
+    [ray]                     # optional: address, cpus_per_measurement, num_workers,
+    cpus_per_measurement = 1  #           resources (a table), cpu_model
+
+    [[task]]                  # one table per task
+    template = "demo/matmul"
+    args = [256, 256, 256]
+    trials = 64
+    tuner = "xgb"             # xgb | ga | random | grid (default xgb)
+    early_stopping = 32       # optional; seed = 0 by default
+
+``load_job`` checks everything before any work starts and raises ``JobError`` naming the
+file and the key: unknown keys, missing or ill-typed values, unimportable modules, unknown
+templates, arguments the template rejects. ``run_job`` keeps every measurement slot of the
+cluster busy across the tasks (a finished measurement frees a slot for whichever task is
+next in turn), streams each result into its tuner and into the log as it arrives (the log
+is written by this process only, one flushed line per record), and with ``resume=True``
+continues from the log without measuring anything twice.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tensorlang.errors import TensorlangError
+
+from . import record
+from .task import TEMPLATES, Task
+
+TUNERS = ("xgb", "ga", "random", "grid")
+_TOP = {"modules", "log", "measure", "ray", "task"}
+_MEASURE = {"number": int, "repeat": int, "min_repeat_ms": (int, float), "timeout": (int, float),
+            "build_timeout": (int, float)}
+_RAY = {"address": str, "cpus_per_measurement": (int, float), "num_workers": int,
+        "resources": dict, "cpu_model": str}
+_TASK = {"template": str, "args": list, "trials": int, "tuner": str, "early_stopping": int,
+         "seed": int}
+
+
+class JobError(TensorlangError):
+    """A job file that cannot run, with the file and key named."""
+
+
+@dataclass
+class TaskSpec:
+    template: str
+    args: list
+    trials: int
+    tuner: str = "xgb"
+    early_stopping: int | None = None
+    seed: int = 0
+    task: Task | None = None
+
+
+@dataclass
+class Job:
+    path: str
+    modules: list
+    log: str
+    tasks: list
+    measure: dict = field(default_factory=dict)
+    ray: dict = field(default_factory=dict)
+
+
+def _check_table(path, where, table, schema):
+    if not isinstance(table, dict):
+        raise JobError(f"{path}: {where} must be a table")
+    for key, value in table.items():
+        if key not in schema:
+            raise JobError(f"{path}: unknown key {where + '.' if where else ''}{key!r}; "
+                           f"expected one of {sorted(schema)}")
+        typ = schema[key]
+        if typ is not None and (not isinstance(value, typ) or isinstance(value, bool)):
+            raise JobError(f"{path}: {where + '.' if where else ''}{key} = {value!r} has the "
+                           f"wrong type")
+
+
+def load_job(path) -> Job:
+    path = str(path)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as e:
+        raise JobError(f"{path}: cannot read the job file ({e.strerror})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise JobError(f"{path}: not valid TOML ({e})") from None
+    _check_table(path, "", data, {k: None for k in _TOP})
+    modules = data.get("modules", [])
+    if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
+        raise JobError(f"{path}: modules must be a list of module names")
+    if not isinstance(data.get("log"), str) or not data["log"]:
+        raise JobError(f"{path}: log (the path of the tuning log) is required")
+    measure, ray_opts = data.get("measure", {}), data.get("ray", {})
+    _check_table(path, "measure", measure, _MEASURE)
+    _check_table(path, "ray", ray_opts, _RAY)
+    if "." not in sys.path:
+        sys.path.insert(0, ".")
+    for m in modules:
+        try:
+            importlib.import_module(m)
+        except Exception as e:                          # noqa: BLE001 - reported with the key
+            raise JobError(f"{path}: modules: cannot import {m!r}: {type(e).__name__}: {e}") from None
+    tasks = data.get("task")
+    if not isinstance(tasks, list) or not tasks:
+        raise JobError(f"{path}: at least one [[task]] table is required")
+    specs = []
+    for n, t in enumerate(tasks):
+        where = f"task[{n}]"
+        _check_table(path, where, t, _TASK)
+        for key in ("template", "args", "trials"):
+            if key not in t:
+                raise JobError(f"{path}: {where}.{key} is required")
+        if t["template"] not in TEMPLATES:
+            raise JobError(f"{path}: {where}.template: no template named {t['template']!r} "
+                           f"(registered: {sorted(TEMPLATES)})")
+        if t.get("tuner", "xgb") not in TUNERS:
+            raise JobError(f"{path}: {where}.tuner must be one of {list(TUNERS)}, got {t['tuner']!r}")
+        if t["trials"] < 1:
+            raise JobError(f"{path}: {where}.trials must be at least 1")
+        spec = TaskSpec(**t)
+        try:
+            spec.task = Task(spec.template, spec.args)
+        except Exception as e:                          # noqa: BLE001 - reported with the key
+            raise JobError(f"{path}: {where}.args {spec.args!r}: the template rejects them: "
+                           f"{type(e).__name__}: {e}") from None
+        specs.append(spec)
+    return Job(path, modules, data["log"], specs, measure, ray_opts)
+
+
+def _tuner(spec: TaskSpec):
+    from . import tuner as tuners
+    if spec.tuner == "xgb":
+        from .xgb_tuner import XGBTuner
+        return XGBTuner(spec.task, seed=spec.seed)
+    return {"ga": tuners.GATuner, "random": tuners.RandomTuner,
+            "grid": tuners.GridSearchTuner}[spec.tuner](spec.task, seed=spec.seed)
+
+
+def run_job(job: Job | str, address: str | None = None, resume: bool = False,
+            progress: bool = True, runner=None) -> list[dict]:
+    """Tune every task of ``job``; returns one summary dict per task."""
+    from .ray_runner import RayRunner
+    if not isinstance(job, Job):
+        job = load_job(job)
+    log = Path(job.log)
+    if log.exists() and log.stat().st_size and not resume:
+        raise JobError(f"{job.path}: the log {job.log} already has records: pass --resume to "
+                       f"continue it, or choose another log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    ray_opts = dict(job.ray)
+    runner = runner or RayRunner(address=address or ray_opts.pop("address", None),
+                                 **{k: v for k, v in ray_opts.items() if k != "address"},
+                                 **job.measure)
+    tuners = [_tuner(spec) for spec in job.tasks]
+    if resume and log.exists():
+        for t in tuners:
+            t.resume(log)
+    bars = _Progress(job, tuners) if progress else None
+    inflight = [0] * len(tuners)
+    stopped = [False] * len(tuners)
+    turn = 0
+    t0 = time.perf_counter()
+    try:
+        runner.start()
+        while True:
+            while runner.slots:                            # fill every free slot
+                for k in range(len(tuners)):
+                    i = (turn + k) % len(tuners)
+                    t, spec = tuners[i], job.tasks[i]
+                    if stopped[i] or t.trials + inflight[i] >= spec.trials:
+                        continue
+                    t0s = time.perf_counter()
+                    (c,) = t.next_batch(1) or (None,)
+                    t.search_s += time.perf_counter() - t0s
+                    if c is None:
+                        stopped[i] = True
+                        continue
+                    t.visited.add(c.index)
+                    runner.submit(t.task, c, handle=(i, c))
+                    inflight[i] += 1
+                    turn = i + 1
+                    break
+                else:
+                    break                                  # no task wants more
+            if not runner.busy:
+                break
+            for (i, c), res in runner.poll(0.5):
+                t = tuners[i]
+                inflight[i] -= 1
+                record.append(log, record.make_record(t.task, c, res))
+                t._record([c], [res])
+                t0s = time.perf_counter()
+                t.update([c], [res])
+                t.search_s += time.perf_counter() - t0s
+                es = job.tasks[i].early_stopping
+                if es and t.best_trial >= 0 and t.trials - t.best_trial >= es:
+                    stopped[i] = True
+                if bars:
+                    bars.update(i, runner.busy)
+    finally:
+        if bars:
+            bars.close()
+        runner.close()
+    wall = time.perf_counter() - t0
+    return [{"workload": t.task.workload, "trials": t.trials, "errors": dict(t.errors),
+             "best_gflops": t.best_gflops, "best_config": t.best_config.to_json() if t.best_config else None,
+             "wall_s": wall} for t in tuners]
+
+
+class _Progress:
+    """One tqdm bar per task: trials, errors, best GFLOPS, ETA, and the busy slots."""
+
+    def __init__(self, job, tuners):
+        from tqdm import tqdm
+        self.tuners = tuners
+        self.bars = [tqdm(total=spec.trials, initial=t.trials, position=i, leave=True,
+                          desc=f"{spec.template} {json.dumps(spec.args)}", unit="trial",
+                          dynamic_ncols=True)
+                     for i, (spec, t) in enumerate(zip(job.tasks, tuners))]
+
+    def update(self, i, busy):
+        t = self.tuners[i]
+        self.bars[i].set_postfix_str(f"best {t.best_gflops:.1f} GFLOPS, "
+                                     f"{sum(t.errors.values())} errors, {busy} busy")
+        self.bars[i].update(t.trials - self.bars[i].n)
+
+    def close(self):
+        for b in self.bars:
+            b.close()
+
+
+def summary_table(rows) -> str:
+    lines = [f"{'workload':<48}{'trials':>7}{'errors':>7}{'best GFLOPS':>13}  best config"]
+    for r in rows:
+        lines.append(f"{json.dumps(r['workload']):<48}{r['trials']:>7}{sum(r['errors'].values()):>7}"
+                     f"{r['best_gflops']:>13.1f}  {json.dumps(r['best_config'])}")
+    return "\n".join(lines)

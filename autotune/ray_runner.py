@@ -1,0 +1,180 @@
+"""``RayRunner``: measure candidates on a Ray cluster, embedded or existing.
+
+Each Ray worker slot is a ``MeasureActor`` holding ``cpus_per_measurement`` CPUs (so two
+timings never share a core unless asked to), which builds and runs candidates with the
+local builder and runner of ``measure.py``, that is, in a subprocess of its own. This draws
+the line between the two kinds of failure:
+
+* **candidate failures** (the candidate raises, segfaults, hangs, or computes a wrong
+  answer) happen in the actor's subprocess, are recorded with their error class and are
+  never retried: a deterministic crash retried three times would waste the budget;
+* **infrastructure failures** (the actor or its node dies: ``RayActorError``) are retried
+  on another actor, up to ``max_retries`` times, then recorded as ``unknown``.
+
+With no ``address`` a local Ray instance is started on demand and shut down by
+``close()``; with an address (``"auto"``, ``"ray://..."``, ``host:port``) the runner
+connects to that cluster and leaves it running. ``submit``/``poll`` stream results back as
+they finish; ``measure(task, configs)`` is the batch form the ``Tuner`` loop uses.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from .measure import ErrorClass, LocalBuilder, LocalRunner, MeasureResult, _template
+from .record import host_info
+
+
+class MeasureActor:
+    """One measurement slot on some node of the cluster."""
+
+    def __init__(self, sys_path, number, repeat, min_repeat_ms, timeout, build_timeout):
+        sys.path[:0] = [p for p in sys_path if p not in sys.path]
+        self.builder = LocalBuilder(timeout=build_timeout, n_parallel=1)
+        self.runner = LocalRunner(number, repeat, min_repeat_ms, timeout)
+        self.tasks = {}
+
+    def host(self) -> dict:
+        return host_info()
+
+    def measure(self, module, name, args, target, knobs) -> MeasureResult:
+        from .task import Task
+        key = json.dumps([name, args, target])
+        if key not in self.tasks:
+            _template(module, name)
+            self.tasks[key] = Task(name, args, target)
+        task = self.tasks[key]
+        (res,) = self.runner.run(task, self.builder.build(task, [task.config_space.from_json(knobs)]))
+        return res
+
+
+class RayRunner:
+    def __init__(self, address: str | None = None, number: int = 5, repeat: int = 3,
+                 min_repeat_ms: float = 0, timeout: float = 10, build_timeout: float | None = None,
+                 cpus_per_measurement: float = 1, num_workers: int | None = None,
+                 resources: dict | None = None, cpu_model: str | None = None, max_retries: int = 3):
+        self.address, self.num_workers = address, num_workers
+        self.actor_args = (number, repeat, min_repeat_ms, timeout, build_timeout or timeout)
+        self.cpus, self.resources, self.cpu_model = cpus_per_measurement, resources or {}, cpu_model
+        self.max_retries = max_retries
+        self.actors: list = []
+        self.idle: list = []
+        self.pending: dict = {}          # object ref -> (actor, handle, job, tries)
+        self._owns_ray = False
+        self._next = 0
+        self.started_s = 0.0
+
+    # ------------------------------------------------------------------ cluster
+    def start(self) -> None:
+        import ray
+        if self.actors:
+            return
+        t = time.perf_counter()
+        if not ray.is_initialized():
+            ray.init(address=self.address, include_dashboard=False, logging_level="WARNING",
+                     log_to_driver=False, configure_logging=True)
+            self._owns_ray = self.address is None
+        n = self.num_workers or max(1, int(ray.cluster_resources().get("CPU", 1) // self.cpus))
+        for _ in range(n):
+            self._spawn()
+        if self.cpu_model:                   # keep the actors on nodes of that CPU model
+            hosts = ray.get([a.host.remote() for a in self.actors])
+            keep = [a for a, h in zip(self.actors, hosts) if h["cpu"] == self.cpu_model]
+            for a in self.actors:
+                if a not in keep:
+                    ray.kill(a)
+            if not keep:
+                raise RuntimeError(f"no node of the cluster has CPU model {self.cpu_model!r} "
+                                   f"(seen: {sorted({h['cpu'] for h in hosts})})")
+            self.actors = keep
+        self.idle = list(self.actors)
+        self.started_s = time.perf_counter() - t
+
+    def _spawn(self):
+        import ray
+        cls = ray.remote(MeasureActor).options(num_cpus=self.cpus, resources=self.resources,
+                                               max_restarts=0, max_task_retries=0)
+        actor = cls.remote(list(sys.path), *self.actor_args)
+        self.actors.append(actor)
+        return actor
+
+    def close(self) -> None:
+        import ray
+        for a in self.actors:
+            try:
+                ray.kill(a)
+            except Exception:                    # noqa: BLE001 - already gone
+                pass
+        self.actors, self.idle, self.pending = [], [], {}
+        if self._owns_ray and ray.is_initialized():
+            ray.shutdown()
+        self._owns_ray = False
+
+    @property
+    def busy(self) -> int:
+        return len(self.pending)
+
+    @property
+    def slots(self) -> int:
+        return len(self.idle)
+
+    # ------------------------------------------------------------------ streaming
+    def submit(self, task, config, handle=None, tries: int = 0) -> None:
+        """Start measuring ``config`` on an idle actor; ``poll`` returns it with ``handle``."""
+        self.start()
+        actor = self.idle.pop(0)
+        tpl = task.template
+        job = (tpl.fn.__module__, tpl.name, task.args, task.target, config.to_json())
+        ref = actor.measure.remote(*job)
+        self.pending[ref] = (actor, handle if handle is not None else config, job, tries)
+
+    def poll(self, timeout: float = 1.0) -> list:
+        """``[(handle, MeasureResult)]`` of the measurements that finished (waiting up to
+        ``timeout`` s for the first). Infrastructure failures are resubmitted."""
+        import ray
+        from ray.exceptions import RayActorError, WorkerCrashedError
+        if not self.pending:
+            return []
+        done, _ = ray.wait(list(self.pending), num_returns=len(self.pending), timeout=timeout)
+        out = []
+        for ref in done:
+            actor, handle, job, tries = self.pending.pop(ref)
+            try:
+                out.append((handle, ray.get(ref)))
+                self.idle.append(actor)
+            except (RayActorError, WorkerCrashedError) as e:
+                self._replace(actor)
+                if tries < self.max_retries:
+                    self._resubmit(job, handle, tries + 1)
+                else:
+                    out.append((handle, MeasureResult([], ErrorClass.UNKNOWN,
+                                                      f"infrastructure failure after {tries + 1} "
+                                                      f"tries: {type(e).__name__}")))
+        return out
+
+    def _replace(self, dead) -> None:
+        import ray
+        try:
+            ray.kill(dead)
+        except Exception:                        # noqa: BLE001 - already gone
+            pass
+        self.actors.remove(dead)
+        self.idle.append(self._spawn())
+
+    def _resubmit(self, job, handle, tries) -> None:
+        actor = self.idle.pop(0)
+        self.pending[actor.measure.remote(*job)] = (actor, handle, job, tries)
+
+    # ------------------------------------------------------------------ batch form
+    def measure(self, task, configs) -> list[MeasureResult]:
+        self.start()
+        results, todo = {}, list(enumerate(configs))
+        while todo or self.pending:
+            while todo and self.idle:
+                i, c = todo.pop(0)
+                self.submit(task, c, handle=i)
+            for i, res in self.poll(1.0):
+                results[i] = res
+        return [results[i] for i in range(len(configs))]
