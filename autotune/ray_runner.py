@@ -60,8 +60,11 @@ class RayRunner:
         self.cpus, self.resources, self.cpu_model = cpus_per_measurement, resources or {}, cpu_model
         self.max_retries = max_retries
         self.actors: list = []
-        self.idle: list = []
+        self.idle: list = []             # placed actors with nothing to do
+        self.starting: dict = {}         # readiness ref -> actor not yet placed/answering
         self.pending: dict = {}          # object ref -> (actor, handle, job, tries)
+        self.retry: list = []            # (job, handle, tries) waiting for an idle actor
+        self.rejected: set = set()
         self._owns_ray = False
         self._next = 0
         self.started_s = 0.0
@@ -79,26 +82,40 @@ class RayRunner:
         n = self.num_workers or max(1, int(ray.cluster_resources().get("CPU", 1) // self.cpus))
         for _ in range(n):
             self._spawn()
-        if self.cpu_model:                   # keep the actors on nodes of that CPU model
-            hosts = ray.get([a.host.remote() for a in self.actors])
-            keep = [a for a, h in zip(self.actors, hosts) if h["cpu"] == self.cpu_model]
-            for a in self.actors:
-                if a not in keep:
-                    ray.kill(a)
-            if not keep:
-                raise RuntimeError(f"no node of the cluster has CPU model {self.cpu_model!r} "
-                                   f"(seen: {sorted({h['cpu'] for h in hosts})})")
-            self.actors = keep
-        self.idle = list(self.actors)
+        ready, _ = ray.wait(list(self.starting), num_returns=len(self.starting), timeout=120)
+        self._admit(ready)
+        if not self.idle:
+            raise RuntimeError("no measurement actor could be placed on the cluster (check "
+                               "cpus_per_measurement and resources against the nodes)")
         self.started_s = time.perf_counter() - t
 
-    def _spawn(self):
+    def _spawn(self) -> None:
+        """Ask for one more actor; it takes work once it is placed and has answered."""
         import ray
         cls = ray.remote(MeasureActor).options(num_cpus=self.cpus, resources=self.resources,
                                                max_restarts=0, max_task_retries=0)
         actor = cls.remote(list(sys.path), *self.actor_args)
         self.actors.append(actor)
-        return actor
+        self.starting[actor.host.remote()] = actor
+
+    def _admit(self, ready_refs) -> None:
+        import ray
+        for ref in ready_refs:
+            actor = self.starting.pop(ref)
+            try:
+                host = ray.get(ref)
+            except Exception:                        # noqa: BLE001 - died while starting
+                self.actors.remove(actor)
+                continue
+            if self.cpu_model and host["cpu"] != self.cpu_model:
+                ray.kill(actor)
+                self.actors.remove(actor)
+                self.rejected.add(host["cpu"])
+                continue
+            self.idle.append(actor)
+        if self.cpu_model and not self.idle and not self.starting and not self.pending:
+            raise RuntimeError(f"no node of the cluster has CPU model {self.cpu_model!r} "
+                               f"(seen: {sorted(self.rejected)})")
 
     def close(self) -> None:
         import ray
@@ -107,23 +124,27 @@ class RayRunner:
                 ray.kill(a)
             except Exception:                    # noqa: BLE001 - already gone
                 pass
-        self.actors, self.idle, self.pending = [], [], {}
+        self.actors, self.idle, self.pending, self.starting, self.retry = [], [], {}, {}, []
         if self._owns_ray and ray.is_initialized():
             ray.shutdown()
         self._owns_ray = False
 
     @property
     def busy(self) -> int:
-        return len(self.pending)
+        """Candidates started or waiting to be retried."""
+        return len(self.pending) + len(self.retry)
 
     @property
     def slots(self) -> int:
-        return len(self.idle)
+        """Idle actors not claimed by a retry: how many new candidates can start now."""
+        return max(0, len(self.idle) - len(self.retry))
 
     # ------------------------------------------------------------------ streaming
     def submit(self, task, config, handle=None, tries: int = 0) -> None:
         """Start measuring ``config`` on an idle actor; ``poll`` returns it with ``handle``."""
         self.start()
+        if not self.slots:
+            raise RuntimeError("RayRunner.submit: no idle measurement slot (poll first)")
         actor = self.idle.pop(0)
         tpl = task.template
         job = (tpl.fn.__module__, tpl.name, task.args, task.target, config.to_json())
@@ -132,14 +153,19 @@ class RayRunner:
 
     def poll(self, timeout: float = 1.0) -> list:
         """``[(handle, MeasureResult)]`` of the measurements that finished (waiting up to
-        ``timeout`` s for the first). Infrastructure failures are resubmitted."""
+        ``timeout`` s for the first). Infrastructure failures are retried on another actor."""
         import ray
         from ray.exceptions import RayActorError, WorkerCrashedError
-        if not self.pending:
+        self._dispatch_retries()
+        waiting = list(self.pending) + list(self.starting)
+        if not waiting:
             return []
-        done, _ = ray.wait(list(self.pending), num_returns=len(self.pending), timeout=timeout)
+        done, _ = ray.wait(waiting, num_returns=1, timeout=timeout)
+        if done:                                  # and whatever else is ready by now
+            done, _ = ray.wait(waiting, num_returns=len(waiting), timeout=0)
+        self._admit([r for r in done if r in self.starting])
         out = []
-        for ref in done:
+        for ref in [r for r in done if r in self.pending]:
             actor, handle, job, tries = self.pending.pop(ref)
             try:
                 out.append((handle, ray.get(ref)))
@@ -147,11 +173,12 @@ class RayRunner:
             except (RayActorError, WorkerCrashedError) as e:
                 self._replace(actor)
                 if tries < self.max_retries:
-                    self._resubmit(job, handle, tries + 1)
+                    self.retry.append((job, handle, tries + 1))
                 else:
                     out.append((handle, MeasureResult([], ErrorClass.UNKNOWN,
                                                       f"infrastructure failure after {tries + 1} "
                                                       f"tries: {type(e).__name__}")))
+        self._dispatch_retries()
         return out
 
     def _replace(self, dead) -> None:
@@ -161,18 +188,20 @@ class RayRunner:
         except Exception:                        # noqa: BLE001 - already gone
             pass
         self.actors.remove(dead)
-        self.idle.append(self._spawn())
+        self._spawn()
 
-    def _resubmit(self, job, handle, tries) -> None:
-        actor = self.idle.pop(0)
-        self.pending[actor.measure.remote(*job)] = (actor, handle, job, tries)
+    def _dispatch_retries(self) -> None:
+        while self.retry and self.idle:
+            job, handle, tries = self.retry.pop(0)
+            actor = self.idle.pop(0)
+            self.pending[actor.measure.remote(*job)] = (actor, handle, job, tries)
 
     # ------------------------------------------------------------------ batch form
     def measure(self, task, configs) -> list[MeasureResult]:
         self.start()
         results, todo = {}, list(enumerate(configs))
-        while todo or self.pending:
-            while todo and self.idle:
+        while todo or self.pending or self.retry:
+            while todo and self.slots:
                 i, c = todo.pop(0)
                 self.submit(task, c, handle=i)
             for i, res in self.poll(1.0):
