@@ -1,5 +1,6 @@
 # Two commands set up everything from a clean clone:
-#   make demo   - create .venv, install, build the tiled matmul and compare its speed with numpy
+#   make demo   - create .venv, install, tune a matmul and a conv2d on an embedded Ray cluster,
+#                 then compare untuned, tuned and numpy
 #   make test   - create .venv, install, run the whole test suite
 #   make bench  - the benchmark suite next to numpy and PyTorch (ARGS="--quick", "--only gemm", ...)
 PYTHON ?= python3
@@ -16,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/demo_matmul.py
+	$(PY) -m examples.demo
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q -m "not serial"
