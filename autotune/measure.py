@@ -144,9 +144,12 @@ def _prepare_job(module, name, args, path):
     _reference(module, name, args, tl.load_module(path).meta)
 
 
-def _run_job(module, name, args, path, number, repeat, min_repeat_ms, rtol, atol):
-    """In a runner worker: check the candidate against the reference, then time it."""
+def _run_job(module, name, args, path, number, repeat, min_repeat_ms, rtol, atol, threads=None):
+    """In a runner worker: check the candidate against the reference, then time it (with
+    ``threads`` threads for parallel loops when given)."""
     import tensorlang as tl
+    if threads:
+        tl.runtime.set_num_threads(threads)
     f = tl.load_module(path)
     meta = f.meta
     expect = _reference(module, name, args, meta)
@@ -212,12 +215,14 @@ class LocalBuilder:
 class LocalRunner:
     """Runs built candidates one at a time in an isolated worker process: a correctness
     check against the untuned schedule, then ``repeat`` rounds of ``number`` calls (more
-    when a round would last under ``min_repeat_ms``). A run past ``timeout`` s is killed."""
+    when a round would last under ``min_repeat_ms``). A run past ``timeout`` s is killed.
+    ``threads``: threads of the candidates' parallel loops (default: all cores)."""
 
     def __init__(self, number: int = 5, repeat: int = 3, min_repeat_ms: float = 0,
-                 timeout: float = 10, rtol: float = 1e-4, atol: float = 1e-4):
+                 timeout: float = 10, rtol: float = 1e-4, atol: float = 1e-4,
+                 threads: int | None = None):
         self.number, self.repeat, self.min_repeat_ms = number, repeat, min_repeat_ms
-        self.timeout, self.rtol, self.atol = timeout, rtol, atol
+        self.timeout, self.rtol, self.atol, self.threads = timeout, rtol, atol, threads
         self.pool = WorkerPool(1)
         self._prepared = set()
 
@@ -230,7 +235,8 @@ class LocalRunner:
                 out[i] = MeasureResult([], b.error, b.message, b.build_s, host=host_info())
             else:
                 jobs.append((_run_job, (tpl.fn.__module__, tpl.name, task.args, b.path, self.number,
-                                        self.repeat, self.min_repeat_ms, self.rtol, self.atol)))
+                                        self.repeat, self.min_repeat_ms, self.rtol, self.atol,
+                                        self.threads)))
                 where.append(i)
         for job, i in zip(jobs, where):
             self._prepare(task, job[1][3])

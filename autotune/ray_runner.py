@@ -1,7 +1,8 @@
 """``RayRunner``: measure candidates on a Ray cluster, embedded or existing.
 
 Each Ray worker slot is a ``MeasureActor`` holding ``cpus_per_measurement`` CPUs (so two
-timings never share a core unless asked to), which builds and runs candidates with the
+timings never share a core unless asked to: the candidate's parallel loops get that many
+threads), which builds and runs candidates with the
 local builder and runner of ``measure.py``, that is, in a subprocess of its own. This draws
 the line between the two kinds of failure:
 
@@ -30,10 +31,10 @@ from .record import host_info
 class MeasureActor:
     """One measurement slot on some node of the cluster."""
 
-    def __init__(self, sys_path, number, repeat, min_repeat_ms, timeout, build_timeout):
+    def __init__(self, sys_path, number, repeat, min_repeat_ms, timeout, build_timeout, threads):
         sys.path[:0] = [p for p in sys_path if p not in sys.path]
         self.builder = LocalBuilder(timeout=build_timeout, n_parallel=1)
-        self.runner = LocalRunner(number, repeat, min_repeat_ms, timeout)
+        self.runner = LocalRunner(number, repeat, min_repeat_ms, timeout, threads=threads)
         self.tasks = {}
 
     def host(self) -> dict:
@@ -56,7 +57,9 @@ class RayRunner:
                  cpus_per_measurement: float = 1, num_workers: int | None = None,
                  resources: dict | None = None, cpu_model: str | None = None, max_retries: int = 3):
         self.address, self.num_workers = address, num_workers
-        self.actor_args = (number, repeat, min_repeat_ms, timeout, build_timeout or timeout)
+        # a candidate's parallel loops use the CPUs its actor holds, no more
+        self.actor_args = (number, repeat, min_repeat_ms, timeout, build_timeout or timeout,
+                           max(1, int(cpus_per_measurement)))
         self.cpus, self.resources, self.cpu_model = cpus_per_measurement, resources or {}, cpu_model
         self.max_retries = max_retries
         self.actors: list = []

@@ -18,7 +18,7 @@ import autotune
 import tensorlang as tl
 from autotune.job import load_job, run_job, summary_table
 from benchmarks.workloads import conv2d_numpy
-from examples import tuning_templates as T
+from examples import tuning_templates  # noqa: F401  (registers the templates)
 from tensorlang.runtime import interleaved
 
 JOB = Path(__file__).parent / "jobs" / "demo.toml"
