@@ -183,3 +183,15 @@ tuner = "grid"
     errors = {r["config"]["mode"]: (r["result"]["error"] or "").split(":")[0] for r in recs}
     assert errors == {0: "", 1: "instantiation_error", 2: "build_timeout", 3: "build_error",
                       4: "wrong_answer", 5: "run_timeout"}
+
+
+@pytest.mark.serial
+def test_a_required_cpu_model_no_node_has_is_a_clear_error():
+    import ray
+    runner = autotune.RayRunner(cpu_model="No Such CPU", num_workers=1)
+    try:
+        with pytest.raises(RuntimeError, match="no node of the cluster has CPU model 'No Such CPU'"):
+            runner.start()
+    finally:
+        runner.close()
+    assert not ray.is_initialized()
