@@ -16,14 +16,14 @@ the template's space by running it once in collecting mode, and counts its flops
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import threading
 import warnings
 
 from tensorlang import target as tl_target
-from tensorlang.arith import walk
-from tensorlang.te.expr import Binary, Call, Reduce
+from tensorlang.te.expr import Binary, Call, Expr, Reduce, TensorLoad
 from tensorlang.te.tensor import ComputeOp
 
 from .space import ConfigSpace, FallbackConfig, SpaceError
@@ -148,9 +148,9 @@ def template(name: str):
 
 
 def _flop(outputs) -> float:
-    """Floating-point (and integer) arithmetic of the compute ops reachable from outputs:
-    per output element, the body's binary ops and calls, and for a reduction one combine per
-    reduced point."""
+    """Arithmetic of the compute ops reachable from outputs: per output element, the body's
+    binary ops and calls (index arithmetic excluded), and for a reduction one combine per
+    reduced point. A pure copy (packing, padding) counts 0."""
     seen, total, todo = set(), 0, list(outputs)
     while todo:
         op = todo.pop()
@@ -164,8 +164,25 @@ def _flop(outputs) -> float:
             size *= math.prod(int(getattr(ax.dom.extent, "value", ax.dom.extent)) for ax in body.axis)
             body = body.source
             total += size                          # the combine (e.g. the add of a sum)
-        total += size * sum(isinstance(n, (Binary, Call)) for n in walk(body))
+        total += size * _arith(body)
     return float(total)
+
+
+def _arith(e) -> int:
+    """Binary ops and calls of an expression, not counting index arithmetic (the indices of
+    tensor reads)."""
+    if isinstance(e, TensorLoad):
+        return 0
+    own = isinstance(e, (Binary, Call))
+    return own + sum(_arith(c) for c in _children(e))
+
+
+def _children(e):
+    for fld in dataclasses.fields(e):
+        v = getattr(e, fld.name)
+        for x in (v if isinstance(v, tuple) else (v,)):
+            if isinstance(x, Expr):
+                yield x
 
 
 class Task:

@@ -6,27 +6,37 @@ import tensorlang as tl
 
 @autotune.template("demo/matmul")
 def matmul(N, L, M):
-    """C = A·B with tiles, the order of the inner loops, vectorization and parallelism tuned."""
+    """C = A·B in the shape of tensorlang.ops.matmul's schedule, with its sizes as knobs: B
+    packed into panels of ``nb`` columns, C tiles of ``mb`` rows, a write cache per tile
+    whose ``mr`` rows x ``nb`` columns accumulate in registers, the reduction unrolled by
+    ``ku``."""
+    cfg = autotune.get_config()
+    cfg.define_knob("nb", [16, 32, 64])
+    cfg.define_knob("mb", [8, 16, 32, 64])
+    cfg.define_knob("mr", [1, 2, 4, 8])
+    cfg.define_knob("ku", [1, 2, 4, 8])
+    nb, mb = cfg["nb"].val, cfg["mb"].val
     A = tl.placeholder((N, L), name="A")
     B = tl.placeholder((L, M), name="B")
     k = tl.reduce_axis((0, L), name="k")
-    C = tl.compute((N, M), lambda i, j: tl.sum(A[i, k] * B[k, j], axis=k), name="C")
+    PB = tl.compute((M // nb, L, nb), lambda x, y, z: B[y, x * nb + z], name="packedB")
+    C = tl.compute((N, M), lambda i, j: tl.sum(A[i, k] * PB[j // nb, k, j % nb], axis=k), name="C")
     s = tl.create_schedule(C.op)
-    y, x = s[C].op.axis
-    cfg = autotune.get_config()
-    cfg.define_split("tile_y", y, num_outputs=2)
-    cfg.define_split("tile_x", x, num_outputs=2)
-    cfg.define_split("tile_k", k, num_outputs=2)
-    yo, yi = cfg["tile_y"].apply(s, C, y)
-    xo, xi = cfg["tile_x"].apply(s, C, x)
-    ko, ki = cfg["tile_k"].apply(s, C, k)
-    cfg.define_knob("inner", ["k,i,j", "i,k,j"])
-    inner = [ki, yi, xi] if cfg["inner"].val == "k,i,j" else [yi, ki, xi]
-    s[C].reorder(yo, xo, ko, *inner)
-    cfg.define_knob("vec", [0, 1])
-    if cfg["vec"].val:
-        s[C].vectorize(xi)
-    s[C].parallel(yo)
+    CC = s.cache_write(C, "global")
+    mo, no, mi, ni = s[C].tile(C.op.axis[0], C.op.axis[1], mb, nb)
+    s[C].vectorize(ni)
+    s[C].parallel(mo)
+    s[CC].compute_at(s[C], no)
+    mc, nc = s[CC].op.axis
+    mco, mci = s[CC].split(mc, factor=cfg["mr"].val)
+    ko, ki = s[CC].split(s[CC].op.reduce_axis[0], factor=cfg["ku"].val)
+    s[CC].reorder(mco, ko, ki, mci, nc)
+    s[CC].vectorize(nc)
+    s[CC].unroll(mci)
+    s[CC].unroll(ki)
+    x, _, z = s[PB].op.axis
+    s[PB].vectorize(z)
+    s[PB].parallel(x)
     return s, [A, B, C]
 
 

@@ -321,3 +321,13 @@ def test_xgb_with_history_guides_its_first_batch(task, tmp_path):
     cold = autotune.XGBTuner(task, seed=0, epsilon=0.0)
     assert warm.model is not None and cold.model is None
     assert [c.index for c in warm.next_batch(8)] != [c.index for c in cold.next_batch(8)]
+
+
+def test_flop_ignores_index_arithmetic_and_copies():
+    from autotune.task import _flop
+    A = tl.placeholder((16, 8), name="A")
+    B = tl.placeholder((8, 32), name="B")
+    k = tl.reduce_axis((0, 8), name="k")
+    PB = tl.compute((2, 8, 16), lambda x, y, z: B[y, x * 16 + z], name="PB")
+    C = tl.compute((16, 32), lambda i, j: tl.sum(A[i, k] * PB[j // 16, k, j % 16], axis=k), name="C")
+    assert _flop([C.op]) == 2 * 16 * 32 * 8
