@@ -1,0 +1,81 @@
+"""Matrix products, compute only: ``matmul``, ``dense`` (TOPI's X·Wᵀ with an optional bias
+and activation fused into the same stage), ``batch_matmul``."""
+
+from __future__ import annotations
+
+from ... import te
+from ...errors import TensorlangValueError
+
+ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu", "sigmoid", "tanh")
+
+
+def _shape(t) -> tuple:
+    return tuple(int(getattr(d, "value", d)) for d in t.shape)
+
+
+def _need(op, cond, msg):
+    if not cond:
+        raise TensorlangValueError(f"{op}: {msg}")
+
+
+def apply_activation(x, kind: str | None, op: str = "activation"):
+    """``kind`` applied to the scalar expression ``x`` (None: x itself)."""
+    if kind is None:
+        return x
+    if kind == "relu":
+        return te.max(x, te.const(0, x.dtype))
+    if kind == "sigmoid":
+        return te.sigmoid(x)
+    if kind == "tanh":
+        return te.tanh(x)
+    if kind == "silu":
+        return x * te.sigmoid(x)
+    if kind == "gelu":
+        return te.const(0.5, x.dtype) * x * (te.const(1.0, x.dtype) + te.erf(x * te.const(0.7071067811865476, x.dtype)))
+    if kind == "gelu_tanh":
+        inner = te.const(0.7978845608028654, x.dtype) * (x + te.const(0.044715, x.dtype) * x * x * x)
+        return te.const(0.5, x.dtype) * x * (te.const(1.0, x.dtype) + te.tanh(inner))
+    raise TensorlangValueError(f"{op}: activation must be None or one of {list(ACTIVATIONS)}, got {kind!r}")
+
+
+def matmul(A, B, name: str = "C"):
+    """C[i, j] = sum_k A[i, k] * B[k, j]."""
+    (m, k), (k2, n) = _shape(A), _shape(B)
+    _need("matmul", k == k2, f"A is {m}x{k} but B is {k2}x{n}: inner sizes differ")
+    r = te.reduce_axis((0, k), name="k")
+    return te.compute((m, n), lambda i, j: te.sum(A[i, r] * B[r, j], axis=r), name=name)
+
+
+def dense(X, W, bias=None, activation=None, name: str = "Y"):
+    """Y[i, j] = act(sum_k X[i, k] * W[j, k] + bias[j]) (TOPI's dense: W is (units, in)).
+    With a bias or an activation the result is an epilogue stage over the sum's stage; a
+    schedule computes the sum at the epilogue's tile (as ``ops.matmul``'s write cache), so
+    the epilogue runs in the same loop nest, not as a second pass over memory."""
+    kind = activation
+    if len(_shape(X)) != 2 or len(_shape(W)) != 2:
+        raise TensorlangValueError(f"dense: X and W must be 2-D, got {_shape(X)} and {_shape(W)}")
+    (m, k), (n, k2) = _shape(X), _shape(W)
+    _need("dense", k == k2, f"X has {k} input features but W has {k2} (W is (units, in_features))")
+    if bias is not None:
+        _need("dense", _shape(bias) == (n,), f"bias must have shape ({n},), got {_shape(bias)}")
+    apply_activation(te.const(0.0, X.dtype), kind, "dense")      # validates the name
+    r = te.reduce_axis((0, k), name="k")
+    acc = te.compute((m, n), lambda i, j: te.sum(X[i, r] * W[j, r], axis=r), name=name + "_acc")
+    if bias is None and kind is None:
+        return acc
+    return te.compute((m, n), lambda i, j: apply_activation(
+        acc[i, j] + bias[j] if bias is not None else acc[i, j], kind, "dense"), name=name)
+
+
+def batch_matmul(A, B, transpose_b: bool = False, name: str = "C"):
+    """C[b] = A[b] · B[b] (numpy's convention), or A[b] · B[b]ᵀ with ``transpose_b`` (TOPI's)."""
+    sa, sb = _shape(A), _shape(B)
+    _need("batch_matmul", len(sa) == 3 and len(sb) == 3, f"A and B must be 3-D, got {sa} and {sb}")
+    b, m, k = sa
+    b2, k2, n = (sb[0], sb[2], sb[1]) if transpose_b else sb
+    _need("batch_matmul", b == b2, f"batch sizes differ: {b} and {b2}")
+    _need("batch_matmul", k == k2, f"inner sizes differ: A is ...x{m}x{k}, B gives {k2}")
+    r = te.reduce_axis((0, k), name="k")
+    if transpose_b:
+        return te.compute((b, m, n), lambda x, i, j: te.sum(A[x, i, r] * B[x, j, r], axis=r), name=name)
+    return te.compute((b, m, n), lambda x, i, j: te.sum(A[x, i, r] * B[x, r, j], axis=r), name=name)
