@@ -183,7 +183,7 @@ def run_job(job: Job | str, address: str | None = None, resume: bool = False,
                     if stopped[i] or t.trials + inflight[i] >= spec.trials:
                         continue
                     t0s = time.perf_counter()
-                    (c,) = t.next_batch(1) or (None,)
+                    (c,) = t.propose(1) or (None,)
                     t.search_s += time.perf_counter() - t0s
                     if c is None:
                         stopped[i] = True

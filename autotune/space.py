@@ -6,7 +6,7 @@ A template asks ``autotune.get_config()`` for its config and defines knobs on it
   split a loop into ``num_outputs`` nested loops; an entity's ``size`` is
   ``[-1, f1, ..., fk]`` (outermost first; -1 = whatever remains);
 * ``define_reorder(name, axes, policy="all"|"candidate", candidate=None)``: permutations;
-* ``define_knob(name, values)``: one value out of a list;
+* ``define_knob(name, values, default=None)``: one value out of a list;
 * ``define_annotate(name, axes, policy="try_unroll"|"try_vec"|"try_unroll_vec")``: unroll
   every axis or none, vectorize the innermost axis or not.
 
@@ -234,9 +234,15 @@ class AnnotateKnob(Knob):
 class OtherKnob(Knob):
     kind = "knob"
 
-    def __init__(self, name, values):
+    def __init__(self, name, values, default=None):
         values = list(values)
         super().__init__(name, [KnobEntity(v) for v in values])
+        if default is not None and default not in values:
+            raise SpaceError(f"define_knob({name!r}): default {default!r} is not one of {values}")
+        self._default = 0 if default is None else values.index(default)
+
+    def default(self) -> int:
+        return self._default
 
 
 # --------------------------------------------------------------------------- configs
@@ -250,8 +256,9 @@ class _Defines:
     def define_reorder(self, name, axes, policy="all", candidate=None):
         return self._add(name, lambda: ReorderKnob(name, axes, policy, candidate))
 
-    def define_knob(self, name, values):
-        return self._add(name, lambda: OtherKnob(name, values))
+    def define_knob(self, name, values, default=None):
+        """One value out of ``values``; ``default`` is the fallback config's (else the first)."""
+        return self._add(name, lambda: OtherKnob(name, values, default))
 
     def define_annotate(self, name, axes, policy="try_unroll"):
         return self._add(name, lambda: AnnotateKnob(name, axes, policy))

@@ -7,7 +7,9 @@ runs it under the innermost dispatch context:
 * ``ApplyConfig(config)``: that config (the builder instantiates candidates this way);
 * ``apply_history_best(log)`` (see ``record.py``): the best record for this workload and
   target, if there is one (its knob values are checked against the template's space);
-* otherwise a fallback: the space's default config, with a one-time warning per workload.
+* otherwise a record from a shipped log (``SHIPPED_LOGS``) for this workload and target;
+* otherwise a fallback: the space's default config, with a one-time warning per workload
+  (unless the template was registered with ``warn_fallback=False``).
 
 A *workload* is ``[template name, [args...]]`` (JSON-serializable), the key that names a
 task in logs, across processes and versions. ``create_task(name, args, target)`` collects
@@ -92,8 +94,8 @@ def _current_target() -> str:
 class Template:
     """A registered template; calling it instantiates the schedule for the current context."""
 
-    def __init__(self, name, fn):
-        self.name, self.fn = name, fn
+    def __init__(self, name, fn, warn_fallback=True):
+        self.name, self.fn, self.warn_fallback = name, fn, warn_fallback
         self.__doc__, self.__wrapped__ = fn.__doc__, fn
 
     def instantiate(self, config, *args):
@@ -120,13 +122,20 @@ class Template:
                     cfg = None
             if cfg is not None:
                 return self.instantiate(cfg, *args)
+        space = space or self.space(*args)
+        for log in SHIPPED_LOGS:                 # logs shipped for this CPU, if any match
+            cfg = _shipped(log).query(target, workload)
+            if cfg is not None:
+                try:
+                    return self.instantiate(space.from_json(cfg), *args)
+                except SpaceError:
+                    pass
         key = json.dumps(workload)
-        if key not in _warned:
+        if self.warn_fallback and key not in _warned:
             _warned.add(key)
             warnings.warn(f"autotune: no tuned config for workload {key} on {target}; using "
                           f"the template's fallback config (tune it, or apply a log with "
                           f"autotune.apply_history_best)", stacklevel=2)
-        space = space or self.space(*args)
         return self.instantiate(space.fallback(), *args)
 
     def space(self, *args) -> ConfigSpace:
@@ -136,15 +145,30 @@ class Template:
         return space
 
 
-def template(name: str):
-    """Register a template under ``name`` (the decorated function keeps working as one)."""
+def template(name: str, warn_fallback: bool = True):
+    """Register a template under ``name`` (the decorated function keeps working as one).
+    ``warn_fallback=False`` for templates whose fallback config is a good schedule on its
+    own (the operator library's)."""
     if not isinstance(name, str) or not name:
         raise SpaceError(f"a template's name must be a non-empty string, got {name!r}")
 
     def register(fn):
-        TEMPLATES[name] = Template(name, fn)
+        TEMPLATES[name] = Template(name, fn, warn_fallback)
         return TEMPLATES[name]
     return register
+
+
+# Logs consulted when no dispatch context has a record: the operator library registers the
+# logs shipped for this machine's CPU (records of another target never apply).
+SHIPPED_LOGS: list = []
+_SHIPPED: dict = {}
+
+
+def _shipped(path):
+    from .record import ApplyHistoryBest
+    if path not in _SHIPPED:
+        _SHIPPED[path] = ApplyHistoryBest(path)
+    return _SHIPPED[path]
 
 
 def _flop(outputs) -> float:

@@ -3,7 +3,8 @@
 ``Tuner.tune(n_trial, measure_option, early_stopping, callbacks)`` repeats: ask the tuner
 for a batch of unvisited configs (``next_batch``), build and run them (the measure
 option's builder and runner), tell the tuner the results (``update``), call the callbacks.
-Failed candidates count as infinitely slow. ``n_trial`` is the total budget, including
+The template's fallback (untuned) config is always measured first. Failed candidates
+count as infinitely slow. ``n_trial`` is the total budget, including
 trials taken over from a log with ``resume(path)`` (which also marks them visited, so a
 resumed run measures nothing twice). Every tuner takes a ``seed`` and, given the same
 measurements, proposes the same configs.
@@ -40,6 +41,7 @@ class Tuner:
         self.best_config, self.best_cost = None, math.inf
         self.best_trial = -1
         self.history: list = []            # (trial number, config, MeasureResult)
+        self._fallback_tried = False
         self.search_s = 0.0                # the tuner's own time: proposing and learning
         self.measure_s = 0.0               # building and running candidates
 
@@ -51,6 +53,18 @@ class Tuner:
         pass
 
     # ------------------------------------------------------------------ the loop
+    def propose(self, n: int) -> list:
+        """The next ``n`` configs to measure: the template's fallback (untuned) config first,
+        so a tuned record is never slower than the default, then ``next_batch``."""
+        first = []
+        if not self.trials and not self._fallback_tried:
+            self._fallback_tried = True
+            fb = self.space.fallback()
+            if fb.index not in self.visited:
+                self.visited.add(fb.index)
+                first = [fb]
+        return first + (self.next_batch(n - len(first)) if n > len(first) else [])
+
     @property
     def best_gflops(self) -> float:
         return self.task.flop / self.best_cost / 1e9 if self.best_cost < math.inf else 0.0
@@ -74,7 +88,7 @@ class Tuner:
         builder, runner = opt["builder"], opt["runner"]
         while self.trials < n_trial and self.has_next():
             t = time.perf_counter()
-            configs = self.next_batch(min(self.batch_size, n_trial - self.trials))
+            configs = self.propose(min(self.batch_size, n_trial - self.trials))
             self.search_s += time.perf_counter() - t
             if not configs:
                 break

@@ -5,7 +5,7 @@ Write a computation as tensor expressions (``compute``), say how to run it with 
 machine code through LLVM. The names mirror TVM's classic ``te`` API.
 """
 
-from . import arith, codegen, nd, ops, runtime, schedule, target, te, testing, tir  # noqa: F401
+from . import arith, codegen, nd, runtime, schedule, target, te, testing, tir  # noqa: F401
 from .driver import build, lower, lower_trace
 from .errors import (ArgumentError, BoundsError, IRVerifyError, LoweringError, ScheduleError,
                      TensorlangError, TensorlangTypeError, TensorlangValueError)
@@ -20,6 +20,15 @@ from .te.expr import floordiv as indexdiv, floormod as indexmod
 from .te.tensor import Tensor, comm_reducer, compute, max, min, placeholder, reduce_axis, sum
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # tensorlang.ops registers autotune templates, and autotune imports tensorlang: ops is
+    # imported on first use so that either package can be imported first
+    if name == "ops":
+        import importlib
+        return importlib.import_module(".ops", __name__)
+    raise AttributeError(f"module 'tensorlang' has no attribute {name!r}")
 
 # ``import tensorlang as tvm; from tensorlang import te`` ports TVM tutorials: tvm.build,
 # tvm.lower, tvm.nd.array, tvm.cpu/tvm.device, tvm.target.Target, tvm.testing, tvm.tir.*

@@ -82,3 +82,37 @@ def test_gemm_inner_loop_is_a_block_of_register_fmas():
 def test_bad_arguments_raise_clear_errors(call, match):
     with pytest.raises(tl.TensorlangError, match=match):
         call()
+
+
+def test_matmul_is_a_tunable_template_with_the_default_as_fallback(tmp_path):
+    import autotune
+    from autotune import record
+    from autotune.measure import MeasureResult
+    import importlib
+    mm_mod = importlib.import_module("tensorlang.ops.matmul")
+    task = autotune.create_task("ops/matmul", [64, 96, 32, "float32"])
+    assert len(task.config_space) > 100
+    fallback = task.config_space.fallback()
+    assert fallback.to_json() == {"nb": 32, "mb": 32, "mr": 8, "ku": 4}
+    with autotune.ApplyConfig(fallback):
+        s0, a0 = mm_mod._matmul_template(64, 96, 32, "float32")
+    assert str(tl.lower(*ops.matmul(64, 96, 32))) == str(tl.lower(s0, a0))   # untuned = fallback
+    other = task.config_space.from_json({"nb": 16, "mb": 8, "mr": 2, "ku": 1})
+    log = tmp_path / "mm.jsonl"
+    record.append(log, record.make_record(task, other, MeasureResult([1e-6])))
+    with autotune.apply_history_best(log):
+        s, args = ops.matmul(64, 96, 32)
+    with autotune.ApplyConfig(other):
+        s1, a1 = mm_mod._matmul_template(64, 96, 32, "float32")
+    assert str(tl.lower(s, args)) == str(tl.lower(s1, a1)) != str(tl.lower(s0, a0))
+    a, b = np.random.rand(64, 32).astype("float32"), np.random.rand(32, 96).astype("float32")
+    c = np.zeros((64, 96), "float32")
+    tl.build(s, args)(a, b, c)
+    np.testing.assert_allclose(c, a @ b, rtol=1e-5)
+    # a shipped log applies without any context, for this target only
+    from autotune import task as task_mod
+    task_mod.SHIPPED_LOGS.append(str(log))
+    try:
+        assert str(tl.lower(*ops.matmul(64, 96, 32))) == str(tl.lower(s1, a1))
+    finally:
+        task_mod.SHIPPED_LOGS.remove(str(log))

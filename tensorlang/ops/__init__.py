@@ -6,6 +6,7 @@ args)``. The operator-library issue extends this to every deep-learning operator
 the schedules tunable.
 """
 
+from . import compute  # noqa: F401
 from .conv2d import conv2d_nchw, depthwise_conv2d_nchw
 from .matmul import batch_matmul, matmul
 from .nn import fused_elementwise, layer_norm, row_max, row_sum, softmax

@@ -20,9 +20,16 @@ chunks split between the cores (see ``_skinny``).
 
 Shapes need not divide the tile sizes: tails are guarded and loop partitioning moves the
 guards out of the main loops.
+
+Both operators are ``autotune`` templates (``"ops/matmul"``, ``"ops/batch_matmul"``): the
+sizes above are knobs (``nb``, ``mb``, ``mr``, ``ku``; ``chunk`` and ``ku`` when M < 8)
+whose defaults are the values given here, so without a tuned record the schedule is this
+one, and with ``autotune.apply_history_best(log)`` the log's best record applies.
 """
 
 from __future__ import annotations
+
+import autotune
 
 from .. import te
 from .. import dtype as dt
@@ -41,29 +48,51 @@ def _panel_width(n: int, lanes: int) -> int:
 
 
 def matmul(M: int, N: int, K: int, dtype: str = "float32"):
-    """C[M, N] = A[M, K] · B[K, N]. Returns ``(schedule, [A, B, C])``."""
+    """C[M, N] = A[M, K] · B[K, N]. Returns ``(schedule, [A, B, C])``: the tuned record of
+    an applied log (``autotune.apply_history_best``) if there is one, else the default."""
     check_dims("matmul", M=M, N=N, K=K)
-    return _gemm((), M, N, K, dtype)
+    return _matmul_template(M, N, K, dt.check(dtype))
 
 
 def batch_matmul(batch: int, M: int, N: int, K: int, dtype: str = "float32"):
     """C[b, M, N] = A[b, M, K] · B[b, K, N] (numpy's ``matmul`` convention). Returns
     ``(schedule, [A, B, C])``; the batch and row-tile loops are fused and run in parallel."""
     check_dims("batch_matmul", batch=batch, M=M, N=N, K=K)
+    return _batch_matmul_template(batch, M, N, K, dt.check(dtype))
+
+
+@autotune.template("ops/matmul", warn_fallback=False)
+def _matmul_template(M, N, K, dtype):
+    return _gemm((), M, N, K, dtype)
+
+
+@autotune.template("ops/batch_matmul", warn_fallback=False)
+def _batch_matmul_template(batch, M, N, K, dtype):
     return _gemm((batch,), M, N, K, dtype)
 
 
+def _knob(cfg, name, values, default):
+    """A knob whose candidates always include the default (the untuned schedule's value)."""
+    cfg.define_knob(name, sorted(set(values) | {default}), default=default)
+    return cfg[name].val
+
+
 def _gemm(batch: tuple, M: int, N: int, K: int, dtype: str):
-    dtype = dt.check(dtype)
+    """The schedule, with its sizes as tuning knobs (defaults: the values described in the
+    module docstring)."""
     lanes = vector_lanes(dtype)
     nb = len(batch)
     A = te.placeholder((*batch, M, K), name="A", dtype=dtype)
     B = te.placeholder((*batch, K, N), name="B", dtype=dtype)
     k = te.reduce_axis((0, K), name="k")
+    cfg = autotune.get_config()
     if M < 8:
-        return _skinny(A, B, k, batch, M, N, lanes)
-    NB = _panel_width(N, lanes)
-    MR = 8 if dt.bits(dtype) <= 32 else 4        # MR x NB accumulators fill 16 registers
+        chunk = _knob(cfg, "chunk", [256, 512, 1024, 2048], SKINNY_CHUNK)
+        return _skinny(A, B, k, batch, M, N, lanes, chunk, _knob(cfg, "ku", [1, 2, 4, 8], K_UNROLL))
+    NB = _knob(cfg, "nb", [lanes, 2 * lanes, 4 * lanes], _panel_width(N, lanes))
+    tile_m = _knob(cfg, "mb", [8, 16, 32, 64], min(TILE_M, M))
+    MR = _knob(cfg, "mr", [1, 2, 4, 8], 8 if dt.bits(dtype) <= 32 else 4)   # MR x NB: 16 registers
+    ku = _knob(cfg, "ku", [1, 2, 4, 8], K_UNROLL)
     npanel = -(-N // NB)
     if N % NB == 0:
         PB = te.compute((*batch, npanel, K, NB),
@@ -82,14 +111,14 @@ def _gemm(batch: tuple, M: int, N: int, K: int, dtype: str):
     s = create_schedule(C.op)
     CC = s.cache_write(C, "global")
     *b, m, n = C.op.axis
-    mo, no, mi, ni = s[C].tile(m, n, min(TILE_M, M), NB)
+    mo, no, mi, ni = s[C].tile(m, n, tile_m, NB)
     s[C].vectorize(ni)
     s[C].parallel(s[C].fuse(*b, mo) if b else mo)
     s[CC].compute_at(s[C], no)
     *_, mc, nc = s[CC].op.axis
     kk, = s[CC].op.reduce_axis
     mco, mci = s[CC].split(mc, factor=MR)
-    ko, ki = s[CC].split(kk, factor=K_UNROLL)
+    ko, ki = s[CC].split(kk, factor=ku)
     s[CC].reorder(mco, ko, ki, mci, nc)
     s[CC].vectorize(nc)
     s[CC].unroll(mci)
@@ -100,7 +129,7 @@ def _gemm(batch: tuple, M: int, N: int, K: int, dtype: str):
     return s, [A, B, C]
 
 
-def _skinny(A, B, k, batch, M, N, lanes):
+def _skinny(A, B, k, batch, M, N, lanes, chunk, ku):
     """Fewer than 8 rows: no packing. Column chunks of up to 1024 (split between the cores)
     accumulate in a write cache over the reduction, k outside the chunk's vectors: every k
     step reads one contiguous 4 KiB piece of a row of B. (Register-sized chunks of 64
@@ -113,7 +142,7 @@ def _skinny(A, B, k, batch, M, N, lanes):
     s = create_schedule(C.op)
     CC = s.cache_write(C, "global")
     *b, m, n = C.op.axis
-    NB = min(SKINNY_CHUNK, -(-N // lanes) * lanes)
+    NB = min(chunk, -(-N // lanes) * lanes)
     no, ni = s[C].split(n, factor=NB)
     s[C].reorder(*b, no, m, ni)
     s[C].vectorize(ni)
@@ -122,7 +151,7 @@ def _skinny(A, B, k, batch, M, N, lanes):
     s[CC].compute_at(s[C], outer)
     *_, mc, nc = s[CC].op.axis
     kk, = s[CC].op.reduce_axis
-    ko, ki = s[CC].split(kk, factor=K_UNROLL)
+    ko, ki = s[CC].split(kk, factor=ku)
     nco, nci = s[CC].split(nc, factor=4 * lanes)
     s[CC].reorder(ko, nco, ki, mc, nci)
     s[CC].vectorize(nci)

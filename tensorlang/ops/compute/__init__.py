@@ -3,3 +3,6 @@ tensors, to compose into larger pipelines; schedule them with ``tl.create_schedu
 templates of ``tensorlang.ops``."""
 
 from .linalg import batch_matmul, dense, matmul  # noqa: F401
+from .nn import (avg_pool2d, batch_norm, conv2d_NCHWc, conv2d_nchw, conv2d_nhwc,  # noqa: F401
+                 depthwise_conv2d_nchw, global_avg_pool2d, kernel_to_oihw_ic_oc, layer_norm,
+                 log_softmax, max_pool2d, nchw_to_nchwc, nchwc_to_nchw, rms_norm, softmax)
