@@ -1,0 +1,45 @@
+"""The tuned logs shipped in tuning_logs/: every record is valid for its template's space,
+and the operators apply the shipped record of this CPU without any context."""
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+
+import autotune
+import tensorlang as tl
+from autotune import record
+from tensorlang import ops
+
+SHIPPED = sorted(Path(ops.LOG_FOLDER).glob("*.jsonl"))
+SHIPPED = [p for p in SHIPPED if p.name not in ("demo.jsonl", "ops_gemm.jsonl")]
+
+
+@pytest.mark.parametrize("log", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_records_are_valid_best_records(log):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                 # no bad line in a shipped log
+        recs = record.load_from_file(log)
+    assert recs
+    keys = [(record.wkey(r), r["target"]) for r in recs]
+    assert len(keys) == len(set(keys))                 # one best record per workload
+    for r in recs:
+        assert r["result"]["error"] is None
+        assert r["target"] == f"llvm -mcpu={log.stem}"
+        name, args = r["workload"]
+        task = autotune.create_task(name, args, r["target"])
+        task.config_space.from_json(r["config"])       # raises if not in the space
+
+
+def test_the_shipped_log_of_this_cpu_applies_without_a_context():
+    log = ops.shipped_log()
+    if not log.exists():
+        pytest.skip(f"no log shipped for this CPU ({log.name})")
+    rec = next(r for r in record.load_from_file(log) if r["workload"][0] == "ops/matmul")
+    M, N, K, dtype = rec["workload"][1]
+    task = autotune.create_task("ops/matmul", [M, N, K, dtype])
+    with autotune.ApplyConfig(task.config_space.from_json(rec["config"])):
+        s, args = task.template(M, N, K, dtype)
+    assert str(tl.lower(*ops.matmul(M, N, K, dtype))) == str(tl.lower(s, args))
+    assert json.dumps(rec["workload"])
