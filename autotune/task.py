@@ -213,6 +213,8 @@ class Task:
     """A template applied to fixed arguments: its workload key, space and flop count."""
 
     def __init__(self, name: str, args, target: str = "llvm"):
+        if name not in TEMPLATES and name.startswith("ops/"):
+            import tensorlang.ops  # noqa: F401  (registers the operator library's templates)
         if name not in TEMPLATES:
             raise SpaceError(f"no template named {name!r}; registered: {sorted(TEMPLATES)}")
         self.name, self.args = name, list(args)

@@ -175,3 +175,19 @@ def test_depthwise_bad_arguments(kw, match):
 def test_bad_dtype():
     with pytest.raises(Exception, match="dtype"):
         conv2d_nchw(1, 2, 8, 8, 4, 3, 3, dtype="float33")
+
+
+@pytest.mark.parametrize("template,args", [
+    ("ops/conv2d_nchw", [1, 16, 12, 12, 24, 3, 3, 1, 1, "float32"]),
+    ("ops/conv2d_nchw", [1, 16, 12, 12, 24, 1, 1, 2, 0, "float32"]),
+    ("ops/depthwise_conv2d_nchw", [1, 8, 20, 20, 3, 3, 2, 1, "float32"]),
+])
+def test_conv_templates_fall_back_to_the_default_schedule(template, args):
+    import autotune
+    task = autotune.create_task(template, args)
+    assert len(task.config_space) > 1
+    with autotune.ApplyConfig(task.config_space.fallback()):
+        s, a = task.template(*args)
+    fn = conv2d_nchw if template == "ops/conv2d_nchw" else depthwise_conv2d_nchw
+    kw = dict(zip(("stride", "padding", "dtype"), args[-3:]))
+    assert str(tl.lower(*fn(*args[:-3], **kw))) == str(tl.lower(s, a))

@@ -38,6 +38,8 @@ guards out of the main loops.
 
 from __future__ import annotations
 
+import autotune
+
 from .. import te
 from .. import dtype as dt
 from ..errors import TensorlangValueError
@@ -93,21 +95,38 @@ def _vectorize_cols(stage, xi, xb):
 def conv2d_nchw(N, CI, H, W, CO, KH, KW, stride=1, padding=0, dtype="float32"):
     """O[n, f, y, x] = sum_{c, ry, rx} Apad[n, c, y*stride + ry, x*stride + rx] * W[f, c, ry, rx],
     zero padding. A: (N, CI, H, W), W: (CO, CI, KH, KW), O: (N, CO, OH, OW). Returns
-    ``(schedule, [A, W, O])``."""
-    op = "conv2d_nchw"
-    OH, OW = _check(op, dict(N=N, CI=CI, H=H, W=W, CO=CO, KH=KH, KW=KW),
-                    stride, padding, H, W, KH, KW)
-    dtype = dt.check(dtype)
+    ``(schedule, [A, W, O])``: the tuned record of an applied (or shipped) log if there is
+    one, else the default schedule."""
+    _check("conv2d_nchw", dict(N=N, CI=CI, H=H, W=W, CO=CO, KH=KH, KW=KW),
+           stride, padding, H, W, KH, KW)
+    return _conv2d_template(N, CI, H, W, CO, KH, KW, stride, padding, dt.check(dtype))
+
+
+def _knob(cfg, name, values, default):
+    """A tuning knob whose candidates include the default schedule's value."""
+    cfg.define_knob(name, sorted(set(values) | {default}), default=default)
+    return cfg[name].val
+
+
+@autotune.template("ops/conv2d_nchw", warn_fallback=False)
+def _conv2d_template(N, CI, H, W, CO, KH, KW, stride, padding, dtype):
+    """The schedules below with their tile sizes as knobs (defaults: the sizes the module
+    docstring gives)."""
+    OH, OW = (H + 2 * padding - KH) // stride + 1, (W + 2 * padding - KW) // stride + 1
+    cfg = autotune.get_config()
     if KH * KW > 1:                           # vectorized over output channels
         fb, xb = (2 * LANES, 8) if OW >= 32 and OW % 8 == 0 else (LANES, _divisor(OW, 7, 14))
+        fb = _knob(cfg, "fb", [LANES, 2 * LANES], fb)
+        xb = _knob(cfg, "xb", [4, 7, 8, 14, 16], xb)
         return _conv2d_channels(N, CI, H, W, CO, KH, KW, stride, padding, dtype, OH, OW, fb, xb)
     if OW >= 2 * LANES:                       # wide rows: 2 vectors of columns
         fb, xb, pack_w = 12, 2 * LANES, True
     else:
         fb, xb, pack_w = LANES, LANES, False
+    fb = _knob(cfg, "fb", [4, 8, 12, 16], min(fb, CO))
+    xb = _knob(cfg, "xb", [LANES, 2 * LANES], xb)
     pad_at = "row" if padding == 0 else "root"
-    return _conv2d(N, CI, H, W, CO, KH, KW, stride, padding, dtype, OH, OW,
-                   min(fb, CO), xb, pack_w, pad_at)
+    return _conv2d(N, CI, H, W, CO, KH, KW, stride, padding, dtype, OH, OW, fb, xb, pack_w, pad_at)
 
 
 def _divisor(n: int, lo: int, hi: int) -> int:
@@ -206,11 +225,18 @@ def depthwise_conv2d_nchw(N, C, H, W, KH, KW, stride=1, padding=0, dtype="float3
     """O[n, c, y, x] = sum_{ry, rx} Apad[n, c, y*stride + ry, x*stride + rx] * W[c, 0, ry, rx],
     zero padding. A: (N, C, H, W), W: (C, 1, KH, KW), O: (N, C, OH, OW). Returns
     ``(schedule, [A, W, O])``."""
-    op = "depthwise_conv2d_nchw"
-    OH, OW = _check(op, dict(N=N, C=C, H=H, W=W, KH=KH, KW=KW), stride, padding, H, W, KH, KW)
-    dtype = dt.check(dtype)
+    _check("depthwise_conv2d_nchw", dict(N=N, C=C, H=H, W=W, KH=KH, KW=KW), stride, padding,
+           H, W, KH, KW)
+    return _depthwise_template(N, C, H, W, KH, KW, stride, padding, dt.check(dtype))
+
+
+@autotune.template("ops/depthwise_conv2d_nchw", warn_fallback=False)
+def _depthwise_template(N, C, H, W, KH, KW, stride, padding, dtype):
+    OH, OW = (H + 2 * padding - KH) // stride + 1, (W + 2 * padding - KW) // stride + 1
     S, pad = stride, padding
-    yb, xb = 4, LANES
+    cfg = autotune.get_config()
+    yb = _knob(cfg, "yb", [1, 2, 4, 8], 4)
+    xb = _knob(cfg, "xb", [LANES // 2, LANES, 2 * LANES], LANES)
 
     A = te.placeholder((N, C, H, W), name="A", dtype=dtype)
     Wt = te.placeholder((C, 1, KH, KW), name="W", dtype=dtype)
