@@ -56,6 +56,19 @@ def batch_matmul(b, M, N, K):
         flop=2.0 * b * M * N * K, atol=1e-3)
 
 
+def dense_gelu(M, N, K):
+    """BERT's feed-forward layer: gelu(X·Wᵀ + b) (tanh form), the epilogue fused."""
+    def ref(x, w, b):
+        r = x @ w.T + b
+        return 0.5 * r * (1 + np.tanh(0.7978845608028654 * (r + 0.044715 * r ** 3)))
+    return Workload(
+        name=f"dense+bias+gelu {M}x{N}x{K}", group="gemm",
+        build=lambda: ops.dense(M, N, K, bias=True, activation="gelu_tanh"),
+        inputs=_rand((M, K), (N, K), (N,)), numpy=ref,
+        torch=lambda t, x, w, b: t.nn.functional.gelu(t.nn.functional.linear(x, w, b), approximate="tanh"),
+        flop=2.0 * M * N * K, rtol=1e-4, atol=1e-3)
+
+
 # ----------------------------------------------------------------------------- conv2d
 
 def conv2d_numpy(a, w, stride, pad):
@@ -149,7 +162,8 @@ def elementwise(n):
 WORKLOADS = [
     gemm(256, 256, 256), gemm(512, 512, 512), gemm(1024, 1024, 1024), gemm(2048, 2048, 2048),
     gemm(1, 4096, 4096, label="GEMV "), gemm(128, 3072, 768, label="BERT "),
-    gemm(128, 768, 3072, label="BERT "),
+    gemm(128, 768, 3072, label="BERT "), gemm(128, 768, 768, label="BERT "),
+    dense_gelu(128, 3072, 768),
     batch_matmul(12, 128, 128, 64), batch_matmul(12, 128, 64, 128),
     conv2d("res2", 64, 56, 64, 3, 1, 1), conv2d("res3", 128, 56, 128, 3, 2, 1),
     conv2d("res4", 256, 14, 256, 3, 1, 1), conv2d("res2", 256, 56, 64, 1, 1, 0),

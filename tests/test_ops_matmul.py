@@ -116,3 +116,28 @@ def test_matmul_is_a_tunable_template_with_the_default_as_fallback(tmp_path):
         assert str(tl.lower(*ops.matmul(64, 96, 32))) == str(tl.lower(s1, a1))
     finally:
         task_mod.SHIPPED_LOGS.remove(str(log))
+
+
+@pytest.mark.parametrize("M,N,K,bias,act", [(64, 96, 32, True, "relu"), (3, 40, 17, True, "gelu_tanh"),
+                                            (33, 70, 19, False, "silu"), (16, 32, 8, False, None)])
+def test_dense_with_fused_epilogue(M, N, K, bias, act):
+    rng = np.random.default_rng(M)
+    x = rng.standard_normal((M, K), dtype=np.float32)
+    w = rng.standard_normal((N, K), dtype=np.float32)
+    b = rng.standard_normal(N, dtype=np.float32)
+    s, args = ops.dense(M, N, K, bias=bias, activation=act)
+    text = str(tl.lower(s, args))
+    if act or bias:                     # the epilogue is applied where the tile is written
+        stores = [ln for ln in text.splitlines()[1:] if "Y[" in ln]
+        assert "allocate acc" in text and stores and all("acc[" in ln for ln in stores)
+    out = np.full((M, N), np.nan, np.float32)
+    tl.build(s, args, bounds_check=True)(*([x, w, b] if bias else [x, w]), out)
+    ref = x.astype(np.float64) @ w.T.astype(np.float64) + (b if bias else 0)
+    ref = {None: lambda r: r, "relu": lambda r: np.maximum(r, 0), "silu": lambda r: r / (1 + np.exp(-r)),
+           "gelu_tanh": lambda r: 0.5 * r * (1 + np.tanh(0.7978845608028654 * (r + 0.044715 * r ** 3)))}[act](ref)
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_dense_bad_activation():
+    with pytest.raises(tl.TensorlangError, match="dense: activation must be None or one of"):
+        ops.dense(4, 4, 4, activation="swish")

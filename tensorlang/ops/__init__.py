@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import compute  # noqa: F401
 from .conv2d import conv2d_nchw, depthwise_conv2d_nchw
-from .matmul import batch_matmul, matmul
+from .matmul import batch_matmul, dense, matmul
 from .nn import fused_elementwise, layer_norm, row_max, row_sum, softmax
 
 LOG_FOLDER = Path(__file__).resolve().parents[2] / "tuning_logs"
@@ -36,5 +36,5 @@ def _register_shipped_log() -> None:
 
 _register_shipped_log()
 
-__all__ = ["batch_matmul", "conv2d_nchw", "depthwise_conv2d_nchw", "fused_elementwise", "layer_norm", "matmul", "row_max", "row_sum",
+__all__ = ["batch_matmul", "dense", "conv2d_nchw", "depthwise_conv2d_nchw", "fused_elementwise", "layer_norm", "matmul", "row_max", "row_sum",
            "softmax"]

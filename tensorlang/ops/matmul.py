@@ -77,16 +77,41 @@ def _knob(cfg, name, values, default):
     return cfg[name].val
 
 
-def _gemm(batch: tuple, M: int, N: int, K: int, dtype: str):
+def dense(M: int, N: int, K: int, bias: bool = False, activation: str | None = None,
+          dtype: str = "float32"):
+    """Y = act(X · Wᵀ + bias) (TOPI's dense: X (M, K), W (N, K), bias (N,)). Returns
+    ``(schedule, [X, W, (bias,) Y])``. The schedule is matmul's (W packed into panels, so
+    its transposed layout costs nothing more) with the epilogue fused: the sum is computed
+    at each tile of Y, in registers, and the bias and activation are applied as the tile is
+    written, not in a second pass over memory."""
+    check_dims("dense", M=M, N=N, K=K)
+    from .compute.linalg import apply_activation
+    apply_activation(te.const(0.0, "float32"), activation, "dense")      # validates the name
+    return _dense_template(M, N, K, bool(bias), activation, dt.check(dtype))
+
+
+@autotune.template("ops/dense", warn_fallback=False)
+def _dense_template(M, N, K, bias, activation, dtype):
+    return _gemm((), M, N, K, dtype, transpose_b=True, bias=bias, activation=activation)
+
+
+def _gemm(batch: tuple, M: int, N: int, K: int, dtype: str, transpose_b: bool = False,
+          bias: bool = False, activation: str | None = None):
     """The schedule, with its sizes as tuning knobs (defaults: the values described in the
-    module docstring)."""
+    module docstring). ``transpose_b``: B is (N, K) (dense's weights); ``bias`` and
+    ``activation``: an epilogue stage Y over C, with C computed at Y's tiles."""
     lanes = vector_lanes(dtype)
     nb = len(batch)
+    epilogue = bias or activation is not None
     A = te.placeholder((*batch, M, K), name="A", dtype=dtype)
-    B = te.placeholder((*batch, K, N), name="B", dtype=dtype)
+    B = te.placeholder((*batch, N, K) if transpose_b else (*batch, K, N), name="B", dtype=dtype)
     k = te.reduce_axis((0, K), name="k")
     cfg = autotune.get_config()
-    if M < 8:
+
+    def b_at(bi, kk, nn):
+        return B[(*bi, nn, kk)] if transpose_b else B[(*bi, kk, nn)]
+
+    if M < 8 and not transpose_b and not epilogue:
         chunk = _knob(cfg, "chunk", [256, 512, 1024, 2048], SKINNY_CHUNK)
         return _skinny(A, B, k, batch, M, N, lanes, chunk, _knob(cfg, "ku", [1, 2, 4, 8], K_UNROLL))
     NB = _knob(cfg, "nb", [lanes, 2 * lanes, 4 * lanes], _panel_width(N, lanes))
@@ -96,25 +121,36 @@ def _gemm(batch: tuple, M: int, N: int, K: int, dtype: str):
     npanel = -(-N // NB)
     if N % NB == 0:
         PB = te.compute((*batch, npanel, K, NB),
-                        lambda *i: B[(*i[:nb], i[nb + 1], i[nb] * NB + i[nb + 2])],
+                        lambda *i: b_at(i[:nb], i[nb + 1], i[nb] * NB + i[nb + 2]),
                         name="packedB")
     else:                                        # the last panel is padded with zeros
         PB = te.compute((*batch, npanel, K, NB),
                         lambda *i: te.if_then_else(i[nb] * NB + i[nb + 2] < N,
-                                                   B[(*i[:nb], i[nb + 1], i[nb] * NB + i[nb + 2])],
+                                                   b_at(i[:nb], i[nb + 1], i[nb] * NB + i[nb + 2]),
                                                    te.const(0, dtype)),
                         name="packedB")
     C = te.compute((*batch, M, N),
                    lambda *i: te.sum(A[(*i[:nb], i[nb], k)] * PB[(*i[:nb], i[nb + 1] // NB, k,
                                                                   i[nb + 1] % NB)], axis=k),
-                   name="C")
-    s = create_schedule(C.op)
-    CC = s.cache_write(C, "global")
-    *b, m, n = C.op.axis
-    mo, no, mi, ni = s[C].tile(m, n, tile_m, NB)
-    s[C].vectorize(ni)
-    s[C].parallel(s[C].fuse(*b, mo) if b else mo)
-    s[CC].compute_at(s[C], no)
+                   name="acc" if epilogue else "C")
+    args = [A, B]
+    if epilogue:                                 # Y = act(C + bias); C at Y's tiles
+        from .compute.linalg import apply_activation
+        Bias = te.placeholder((N,), name="bias", dtype=dtype) if bias else None
+        args += [Bias] if bias else []
+        out = te.compute((*batch, M, N), lambda *i: apply_activation(
+            C[i] + Bias[i[-1]] if bias else C[i], activation, "dense"), name="Y")
+        s = create_schedule(out.op)
+        CC = C
+    else:
+        out = C
+        s = create_schedule(C.op)
+        CC = s.cache_write(C, "global")
+    *b, m, n = out.op.axis
+    mo, no, mi, ni = s[out].tile(m, n, tile_m, NB)
+    s[out].vectorize(ni)
+    s[out].parallel(s[out].fuse(*b, mo) if b else mo)
+    s[CC].compute_at(s[out], no)
     *_, mc, nc = s[CC].op.axis
     kk, = s[CC].op.reduce_axis
     mco, mci = s[CC].split(mc, factor=MR)
@@ -126,7 +162,7 @@ def _gemm(batch: tuple, M: int, N: int, K: int, dtype: str):
     *pb, x, y, z = s[PB].op.axis
     s[PB].vectorize(z)
     s[PB].parallel(s[PB].fuse(*pb, x) if pb else x)
-    return s, [A, B, C]
+    return s, args + [out]
 
 
 def _skinny(A, B, k, batch, M, N, lanes, chunk, ku):
