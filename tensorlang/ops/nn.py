@@ -30,6 +30,8 @@ moves the guards out of the main loops.
 
 from __future__ import annotations
 
+import autotune
+
 from .. import dtype as dt
 from .. import te
 from ..errors import TensorlangValueError
@@ -45,13 +47,13 @@ def _row_axis_vectorize(s, stage, lanes) -> None:
     s[stage].vectorize(s[stage].split(stage.op.axis[-1], factor=lanes)[1])
 
 
-def _vector_reduce(s, red, at_stage, at_axis, lanes: int) -> None:
+def _vector_reduce(s, red, at_stage, at_axis, lanes: int, acc_n: int = ACC) -> None:
     """Accumulate the one-axis reduction ``red`` in ACC vectors of ``lanes`` (two rfactors),
     with its partial results computed at ``at_stage``'s ``at_axis``."""
     k, = s[red].op.reduce_axis
     _, lane = s[red].split(k, factor=lanes)
     rf = s.rfactor(red, lane)                    # rf[lane, i]: over k // lanes
-    _, acc = s[rf].split(s[rf].op.reduce_axis[0], factor=ACC)
+    _, acc = s[rf].split(s[rf].op.reduce_axis[0], factor=acc_n)
     rf2 = s.rfactor(rf, acc)                     # rf2[acc, lane, i]: over k // (ACC * lanes)
     acc2, lane2, *rows = rf2.op.axis
     s[rf2].reorder(*rows, s[rf2].op.reduce_axis[0], acc2, lane2)
@@ -64,23 +66,35 @@ def _vector_reduce(s, red, at_stage, at_axis, lanes: int) -> None:
         s[stage].compute_at(at_stage, at_axis)
 
 
-def _rows_parallel(s, Y, stages, reductions, lanes):
+def _rows_parallel(s, Y, stages, reductions, lanes, acc_n=ACC):
     """Y's rows in parallel, ``stages`` and ``reductions`` computed at each row."""
     i = Y.op.axis[0]
     s[Y].parallel(i)
     _row_axis_vectorize(s, Y, lanes)
     for red in reductions:
-        _vector_reduce(s, red, s[Y], i, lanes)
+        _vector_reduce(s, red, s[Y], i, lanes, acc_n)
     for stage in stages:
         s[stage].compute_at(s[Y], i)
         if len(stage.shape) > 1:
             _row_axis_vectorize(s, stage, lanes)
 
 
+def _acc_knob() -> int:
+    """The number of vector accumulators, a tuning knob (default ACC)."""
+    cfg = autotune.get_config()
+    cfg.define_knob("acc", [1, 2, 4, 8], default=ACC)
+    return cfg["acc"].val
+
+
 def softmax(rows: int, cols: int, dtype: str = "float32"):
-    """Y[i, j] = exp(X[i, j] - max_j X[i, :]) / sum_j(...). Returns ``(schedule, [X, Y])``."""
+    """Y[i, j] = exp(X[i, j] - max_j X[i, :]) / sum_j(...). Returns ``(schedule, [X, Y])``
+    (an autotune template, ``"ops/softmax"``: the accumulators are its knob)."""
     check_dims("softmax", rows=rows, cols=cols)
-    dtype = dt.check(dtype)
+    return _softmax_template(rows, cols, dt.check(dtype))
+
+
+@autotune.template("ops/softmax", warn_fallback=False)
+def _softmax_template(rows, cols, dtype):
     X = te.placeholder((rows, cols), name="X", dtype=dtype)
     k1 = te.reduce_axis((0, cols), name="k1")
     k2 = te.reduce_axis((0, cols), name="k2")
@@ -90,17 +104,21 @@ def softmax(rows: int, cols: int, dtype: str = "float32"):
     rcp = te.compute((rows,), lambda i: te.const(1, dtype) / sm[i], name="rcp")
     Y = te.compute((rows, cols), lambda i, j: ex[i, j] * rcp[i], name="Y")
     s = create_schedule(Y.op)
-    _rows_parallel(s, Y, [ex, rcp], [mx, sm], vector_lanes(dtype))
+    _rows_parallel(s, Y, [ex, rcp], [mx, sm], vector_lanes(dtype), _acc_knob())
     return s, [X, Y]
 
 
 def layer_norm(rows: int, cols: int, epsilon: float = 1e-5, dtype: str = "float32"):
     """Y = (X - mean) * rsqrt(var + epsilon) * gamma + beta over the last axis, var the
-    biased variance. Returns ``(schedule, [X, gamma, beta, Y])``."""
+    biased variance. Returns ``(schedule, [X, gamma, beta, Y])`` (template ``"ops/layer_norm"``)."""
     check_dims("layer_norm", rows=rows, cols=cols)
     if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon >= 0:
         raise TensorlangValueError(f"layer_norm: epsilon must be a number >= 0, got {epsilon!r}")
-    dtype = dt.check(dtype)
+    return _layer_norm_template(rows, cols, float(epsilon), dt.check(dtype))
+
+
+@autotune.template("ops/layer_norm", warn_fallback=False)
+def _layer_norm_template(rows, cols, epsilon, dtype):
     X = te.placeholder((rows, cols), name="X", dtype=dtype)
     gamma = te.placeholder((cols,), name="gamma", dtype=dtype)
     beta = te.placeholder((cols,), name="beta", dtype=dtype)
@@ -117,7 +135,7 @@ def layer_norm(rows: int, cols: int, epsilon: float = 1e-5, dtype: str = "float3
                       name="rstd")
     Y = te.compute((rows, cols), lambda i, j: dev(i, j) * rstd[i] * gamma[j] + beta[j], name="Y")
     s = create_schedule(Y.op)
-    _rows_parallel(s, Y, [rstd], [total, sq], vector_lanes(dtype))
+    _rows_parallel(s, Y, [rstd], [total, sq], vector_lanes(dtype), _acc_knob())
     return s, [X, gamma, beta, Y]
 
 
