@@ -58,3 +58,21 @@ def test_vectorized_exp_calls_no_libm():
     ll = f.get_source("ll_raw")
     assert "llvm.ldexp.v16f32.v16i32" in ll and "llvm.exp." not in ll
     assert "expf" not in f.get_source("asm")
+
+
+def test_vector_tanh_within_one_ulp_and_odd():
+    rng = np.random.default_rng(7)
+    n = 1 << 15
+    x = np.concatenate([rng.uniform(-10, 10, n // 2), rng.uniform(-1, 1, n // 4),
+                        rng.standard_normal(n // 4) * 1e-3]).astype(np.float32)
+    x[:8] = [np.inf, -np.inf, 0.0, -0.0, 1e-30, -1e-30, 0.625, -0.625]
+    y = np.full_like(x, np.nan)
+    f = _vector_kernel(n, tl.tanh)
+    f(x, y)
+    ref = np.tanh(x.astype(np.float64)).astype(np.float32)
+    assert _ulps(y, ref).max() <= 1                    # signed zeros included
+    assert "tanhf" not in f.get_source("asm")
+    nan = np.full(16, np.nan, np.float32)
+    out = np.zeros(16, np.float32)
+    _vector_kernel(16, tl.tanh)(nan, out)
+    assert np.isnan(out).all()

@@ -379,6 +379,8 @@ class FnGen:
                   "log2": "log2", "log10": "log10", "round": "roundeven", "trunc": "trunc"}
         if e.name == "exp":
             return self.exp(x)
+        if e.name == "tanh" and dt.element(ty) == "float32" and dt.lanes(ty) > 1:
+            return vecmath.tanh_f32(self, x)
         if e.name in direct:
             return self.intrinsic(direct[e.name], ty, args)
         if e.name == "abs":
