@@ -11,10 +11,9 @@ A template asks ``autotune.get_config()`` for its config and defines knobs on it
   every axis or none, vectorize the innermost axis or not.
 
 The same template code runs in three modes, so it stays plain Python: collecting (a
-``ConfigSpace``: ``define_*`` add knobs and ``cfg[name]`` gives a valid entity so the code
-runs through), applying (a ``ConfigEntity``: ``define_*`` do nothing and ``cfg[name]`` is
-the chosen entity) and fallback (``FallbackConfig``: the space is collected and each knob
-takes a sensible default).
+``ConfigSpace``: ``define_*`` add knobs and ``cfg[name]`` gives the knob's default entity, so
+the collecting run is also the fallback config's schedule) and applying (a
+``ConfigEntity``: ``define_*`` do nothing and ``cfg[name]`` is the chosen entity).
 
 A config is identified by its index in the product of the knobs (mixed radix, first knob
 fastest) and, in logs, by its knob values (``ConfigEntity.to_json``), which stay readable
@@ -294,17 +293,30 @@ class ConfigSpace(_Defines):
         if i is None or not 0 <= i < len(self):
             raise SpaceError(f"config index {index!r} is outside the space of {len(self)}")
         index = i
-        choice, rest = {}, index
-        for name, knob in self.knobs.items():
-            rest, i = divmod(rest, len(knob))
-            choice[name] = i
-        return ConfigEntity(self, index, choice)
+        return ConfigEntity(self, index, dict(zip(self.knobs, self.choices(index))))
 
-    def index_of(self, choice: dict) -> int:
-        index, radix = 0, 1
-        for name, knob in self.knobs.items():
-            index += choice[name] * radix
-            radix *= len(knob)
+    @property
+    def radix(self) -> list[int]:
+        """The number of entities of each knob, in definition order."""
+        return [len(k) for k in self.knobs.values()]
+
+    def choices(self, index: int) -> list[int]:
+        """The entity index of each knob for config ``index`` (mixed radix, first knob
+        fastest): the "genes" the genetic and model-based tuners work on."""
+        out = []
+        for r in self.radix:
+            index, c = divmod(index, r)
+            out.append(c)
+        return out
+
+    def index_of(self, choice) -> int:
+        """The config index of per-knob entity indices (a list, or a dict by knob name)."""
+        if isinstance(choice, dict):
+            choice = [choice[name] for name in self.knobs]
+        index, mult = 0, 1
+        for c, r in zip(choice, self.radix):
+            index += c * mult
+            mult *= r
         return index
 
     def from_json(self, knobs: dict) -> "ConfigEntity":
@@ -351,7 +363,3 @@ class ConfigEntity(_Defines):
 
     def __repr__(self):
         return f"[{self.index}] " + ", ".join(f"{n}={v}" for n, v in self.to_json().items())
-
-
-class FallbackConfig(ConfigSpace):
-    """No tuned record: collect the knobs and answer each with its default entity."""

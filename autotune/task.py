@@ -28,7 +28,7 @@ from tensorlang import target as tl_target
 from tensorlang.te.expr import Binary, Call, Expr, Reduce, TensorLoad
 from tensorlang.te.tensor import ComputeOp
 
-from .space import ConfigSpace, FallbackConfig, SpaceError
+from .space import ConfigSpace, SpaceError
 
 TEMPLATES: dict = {}
 _local = threading.local()
@@ -110,7 +110,8 @@ class Template:
         workload = workload_key(self.name, args)
         target = _current_target()
         space = None
-        for ctx in reversed(_stack()):
+        shipped = [_shipped(log) for log in SHIPPED_LOGS]
+        for ctx in [*reversed(_stack()), *shipped]:
             cfg = ctx.query(target, workload)
             if isinstance(cfg, dict):            # knob values from a log: check them
                 space = space or self.space(*args)
@@ -122,25 +123,18 @@ class Template:
                     cfg = None
             if cfg is not None:
                 return self.instantiate(cfg, *args)
-        space = space or self.space(*args)
-        for log in SHIPPED_LOGS:                 # logs shipped for this CPU, if any match
-            cfg = _shipped(log).query(target, workload)
-            if cfg is not None:
-                try:
-                    return self.instantiate(space.from_json(cfg), *args)
-                except SpaceError:
-                    pass
         key = json.dumps(workload)
         if self.warn_fallback and key not in _warned:
             _warned.add(key)
             warnings.warn(f"autotune: no tuned config for workload {key} on {target}; using "
                           f"the template's fallback config (tune it, or apply a log with "
                           f"autotune.apply_history_best)", stacklevel=2)
-        return self.instantiate(space.fallback(), *args)
+        # collecting the space answers every knob with its default: that run is the fallback
+        return self.instantiate(ConfigSpace(), *args)
 
     def space(self, *args) -> ConfigSpace:
         """Collect the knobs by running the template once."""
-        space = FallbackConfig()
+        space = ConfigSpace()
         self.instantiate(space, *args)
         return space
 

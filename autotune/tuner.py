@@ -188,23 +188,9 @@ class GATuner(RandomTuner):
                  seed: int = 0):
         super().__init__(task, seed)
         self.pop_size, self.elite_num, self.mutation_prob = pop_size, elite_num, mutation_prob
-        self.radix = [len(k) for k in self.space.knobs.values()]
+        self.radix = self.space.radix
         self.scored: dict[int, float] = {}       # index -> GFLOPS (0 for failures)
         self.queue: list[int] = []
-
-    def _genes(self, index):
-        out = []
-        for r in self.radix:
-            index, g = divmod(index, r)
-            out.append(g)
-        return out
-
-    def _index(self, genes):
-        index, mult = 0, 1
-        for g, r in zip(genes, self.radix):
-            index += g * mult
-            mult *= r
-        return index
 
     def _breed(self):
         ranked = sorted(self.scored.items(), key=lambda kv: -kv[1])
@@ -214,12 +200,12 @@ class GATuner(RandomTuner):
         children, tries = [], 0
         while len(children) < self.pop_size and tries < 50 * self.pop_size:
             tries += 1
-            a, b = (self._genes(parents[int(k)]) for k in self.rng.choice(len(parents), 2, p=prob))
+            a, b = (self.space.choices(parents[int(k)]) for k in self.rng.choice(len(parents), 2, p=prob))
             child = [x if self.rng.random() < 0.5 else y for x, y in zip(a, b)]
             for j, r in enumerate(self.radix):
                 if self.rng.random() < self.mutation_prob:
                     child[j] = int(self.rng.integers(r))
-            i = self._index(child)
+            i = self.space.index_of(child)
             if i not in self.visited and i not in children:
                 children.append(i)
         if len(children) < self.pop_size:         # converged: top up at random

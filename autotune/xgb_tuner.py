@@ -50,7 +50,7 @@ class XGBTuner(RandomTuner):
         self.plan_size, self.epsilon = plan_size, epsilon
         self.sa_points, self.sa_iters = sa_points, sa_iters
         self.seed = seed
-        self.radix = [len(k) for k in self.space.knobs.values()]
+        self.radix = self.space.radix
         self.xs: list[int] = []                  # measured indices
         self.ys: list[float] = []                # their GFLOPS (0: failed)
         self.base_x: list[np.ndarray] = []       # transfer learning data
@@ -64,7 +64,7 @@ class XGBTuner(RandomTuner):
     def _features(self, task, index) -> np.ndarray:
         config = task.config_space.get(index)
         if self.feature_type == "knob":
-            genes = self._genes(index)
+            genes = self.space.choices(index)
             return np.array([g / max(1, r - 1) for g, r in zip(genes, self.radix)], np.float32)
         try:
             s, tensors = task.instantiate(config)
@@ -77,20 +77,6 @@ class XGBTuner(RandomTuner):
         if index not in self._cache:
             self._cache[index] = self._features(self.task, index)
         return self._cache[index]
-
-    def _genes(self, index):
-        out = []
-        for r in self.radix:
-            index, g = divmod(index, r)
-            out.append(g)
-        return out
-
-    def _index(self, genes):
-        index, mult = 0, 1
-        for g, r in zip(genes, self.radix):
-            index += g * mult
-            mult *= r
-        return index
 
     # ------------------------------------------------------------------ model
     def _fit(self) -> None:
@@ -114,11 +100,11 @@ class XGBTuner(RandomTuner):
 
     # ------------------------------------------------------------------ search
     def _neighbour(self, index) -> int:
-        genes = self._genes(index)
+        genes = self.space.choices(index)
         j = int(self.rng.integers(len(genes)))
         if self.radix[j] > 1:
             genes[j] = int((genes[j] + self.rng.integers(1, self.radix[j])) % self.radix[j])
-        return self._index(genes)
+        return self.space.index_of(genes)
 
     def _anneal(self, n: int) -> list[int]:
         """The ``n`` best-predicted unvisited configs met by simulated annealing."""

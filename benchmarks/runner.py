@@ -24,6 +24,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import tensorlang as tl
+from examples.demo_matmul import empty_parallel_overhead
 from tensorlang.runtime import interleaved
 
 OURS, NUMPY, TORCH, COMPILE = "tensorlang", "numpy", "torch", "torch.compile"
@@ -134,22 +135,6 @@ def extras(torch=None, threads: int = 2, rounds: int = 7) -> dict:
         tl.build(s, args)
         builds.append(time.perf_counter() - t)
     out["lower+build ops.matmul 1024^3 (s)"] = statistics.median(builds)
-    out["fork/join of a parallel loop (s)"] = _fork_join(rounds)
+    par, ser = empty_parallel_overhead()            # the demo's measurement
+    out["fork/join of a parallel loop (s)"] = par - ser
     return out
-
-
-def _fork_join(rounds: int) -> float:
-    """Median time of a kernel whose only work is a 2-iteration parallel loop writing one
-    element per iteration, minus the same kernel with a serial loop."""
-    x = tl.placeholder((2,), name="x")
-    y = tl.compute((2,), lambda i: x[i] + 1.0, name="y")
-    kernels = {}
-    for kind in ("parallel", "serial"):
-        s = tl.create_schedule(y.op)
-        if kind == "parallel":
-            s[y].parallel(y.op.axis[0])
-        kernels[kind] = tl.build(s, [x, y], name=f"fj_{kind}")
-    a, b = np.zeros(2, np.float32), np.zeros(2, np.float32)
-    t = interleaved({k: (lambda f: lambda: f(a, b))(f) for k, f in kernels.items()},
-                    rounds=rounds, number=2000, settle=0.05)
-    return t["parallel"][0] - t["serial"][0]

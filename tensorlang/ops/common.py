@@ -16,3 +16,10 @@ def check_dims(op: str, **dims) -> None:
 def vector_lanes(dtype: str) -> int:
     """Elements of ``dtype`` in one 512-bit vector register."""
     return max(1, 512 // dt.bits(dtype))
+
+
+def knob(cfg, name: str, values, default):
+    """Define a tuning knob on ``cfg`` whose candidates include ``default`` (the value the
+    untuned schedule uses, so that the fallback config is that schedule); its value."""
+    cfg.define_knob(name, sorted(set(values) | {default}), default=default)
+    return cfg[name].val

@@ -43,7 +43,7 @@ import autotune
 from .. import te
 from .. import dtype as dt
 from ..errors import TensorlangValueError
-from .common import check_dims
+from .common import check_dims, knob
 from ..schedule import create_schedule
 
 LANES = 16          # float32 lanes of a 512-bit vector
@@ -102,11 +102,6 @@ def conv2d_nchw(N, CI, H, W, CO, KH, KW, stride=1, padding=0, dtype="float32"):
     return _conv2d_template(N, CI, H, W, CO, KH, KW, stride, padding, dt.check(dtype))
 
 
-def _knob(cfg, name, values, default):
-    """A tuning knob whose candidates include the default schedule's value."""
-    cfg.define_knob(name, sorted(set(values) | {default}), default=default)
-    return cfg[name].val
-
 
 @autotune.template("ops/conv2d_nchw", warn_fallback=False)
 def _conv2d_template(N, CI, H, W, CO, KH, KW, stride, padding, dtype):
@@ -116,15 +111,15 @@ def _conv2d_template(N, CI, H, W, CO, KH, KW, stride, padding, dtype):
     cfg = autotune.get_config()
     if KH * KW > 1:                           # vectorized over output channels
         fb, xb = (2 * LANES, 8) if OW >= 32 and OW % 8 == 0 else (LANES, _divisor(OW, 7, 14))
-        fb = _knob(cfg, "fb", [LANES, 2 * LANES], fb)
-        xb = _knob(cfg, "xb", [4, 7, 8, 14, 16], xb)
+        fb = knob(cfg, "fb", [LANES, 2 * LANES], fb)
+        xb = knob(cfg, "xb", [4, 7, 8, 14, 16], xb)
         return _conv2d_channels(N, CI, H, W, CO, KH, KW, stride, padding, dtype, OH, OW, fb, xb)
     if OW >= 2 * LANES:                       # wide rows: 2 vectors of columns
         fb, xb, pack_w = 12, 2 * LANES, True
     else:
         fb, xb, pack_w = LANES, LANES, False
-    fb = _knob(cfg, "fb", [4, 8, 12, 16], min(fb, CO))
-    xb = _knob(cfg, "xb", [LANES, 2 * LANES], xb)
+    fb = knob(cfg, "fb", [4, 8, 12, 16], min(fb, CO))
+    xb = knob(cfg, "xb", [LANES, 2 * LANES], xb)
     pad_at = "row" if padding == 0 else "root"
     return _conv2d(N, CI, H, W, CO, KH, KW, stride, padding, dtype, OH, OW, fb, xb, pack_w, pad_at)
 
@@ -235,8 +230,8 @@ def _depthwise_template(N, C, H, W, KH, KW, stride, padding, dtype):
     OH, OW = (H + 2 * padding - KH) // stride + 1, (W + 2 * padding - KW) // stride + 1
     S, pad = stride, padding
     cfg = autotune.get_config()
-    yb = _knob(cfg, "yb", [1, 2, 4, 8], 4)
-    xb = _knob(cfg, "xb", [LANES // 2, LANES, 2 * LANES], LANES)
+    yb = knob(cfg, "yb", [1, 2, 4, 8], 4)
+    xb = knob(cfg, "xb", [LANES // 2, LANES, 2 * LANES], LANES)
 
     A = te.placeholder((N, C, H, W), name="A", dtype=dtype)
     Wt = te.placeholder((C, 1, KH, KW), name="W", dtype=dtype)

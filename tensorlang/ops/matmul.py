@@ -33,7 +33,7 @@ import autotune
 
 from .. import te
 from .. import dtype as dt
-from .common import check_dims, vector_lanes
+from .common import check_dims, knob, vector_lanes
 from ..schedule import create_schedule
 
 TILE_M = 32       # rows of a C tile (the parallel loop runs over M / TILE_M tiles)
@@ -71,11 +71,6 @@ def _batch_matmul_template(batch, M, N, K, dtype):
     return _gemm((batch,), M, N, K, dtype)
 
 
-def _knob(cfg, name, values, default):
-    """A knob whose candidates always include the default (the untuned schedule's value)."""
-    cfg.define_knob(name, sorted(set(values) | {default}), default=default)
-    return cfg[name].val
-
 
 def dense(M: int, N: int, K: int, bias: bool = False, activation: str | None = None,
           dtype: str = "float32"):
@@ -112,12 +107,12 @@ def _gemm(batch: tuple, M: int, N: int, K: int, dtype: str, transpose_b: bool = 
         return B[(*bi, nn, kk)] if transpose_b else B[(*bi, kk, nn)]
 
     if M < 8 and not transpose_b and not epilogue:
-        chunk = _knob(cfg, "chunk", [256, 512, 1024, 2048], SKINNY_CHUNK)
-        return _skinny(A, B, k, batch, M, N, lanes, chunk, _knob(cfg, "ku", [1, 2, 4, 8], K_UNROLL))
-    NB = _knob(cfg, "nb", [lanes, 2 * lanes, 4 * lanes], _panel_width(N, lanes))
-    tile_m = _knob(cfg, "mb", [8, 16, 32, 64], min(TILE_M, M))
-    MR = _knob(cfg, "mr", [1, 2, 4, 8], 8 if dt.bits(dtype) <= 32 else 4)   # MR x NB: 16 registers
-    ku = _knob(cfg, "ku", [1, 2, 4, 8], K_UNROLL)
+        chunk = knob(cfg, "chunk", [256, 512, 1024, 2048], SKINNY_CHUNK)
+        return _skinny(A, B, k, batch, M, N, lanes, chunk, knob(cfg, "ku", [1, 2, 4, 8], K_UNROLL))
+    NB = knob(cfg, "nb", [lanes, 2 * lanes, 4 * lanes], _panel_width(N, lanes))
+    tile_m = knob(cfg, "mb", [8, 16, 32, 64], min(TILE_M, M))
+    MR = knob(cfg, "mr", [1, 2, 4, 8], 8 if dt.bits(dtype) <= 32 else 4)   # MR x NB: 16 registers
+    ku = knob(cfg, "ku", [1, 2, 4, 8], K_UNROLL)
     npanel = -(-N // NB)
     if N % NB == 0:
         PB = te.compute((*batch, npanel, K, NB),

@@ -35,7 +35,7 @@ import autotune
 from .. import dtype as dt
 from .. import te
 from ..errors import TensorlangValueError
-from .common import check_dims, vector_lanes
+from .common import check_dims, knob, vector_lanes
 from ..schedule import create_schedule
 
 ACC = 4           # independent vector accumulators of a row reduction
@@ -81,9 +81,7 @@ def _rows_parallel(s, Y, stages, reductions, lanes, acc_n=ACC):
 
 def _acc_knob() -> int:
     """The number of vector accumulators, a tuning knob (default ACC)."""
-    cfg = autotune.get_config()
-    cfg.define_knob("acc", [1, 2, 4, 8], default=ACC)
-    return cfg["acc"].val
+    return knob(autotune.get_config(), "acc", [1, 2, 4, 8], ACC)
 
 
 def softmax(rows: int, cols: int, dtype: str = "float32"):

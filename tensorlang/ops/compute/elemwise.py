@@ -109,7 +109,9 @@ def _binary(op: str, fn, A, B):
                       tag="broadcast")
 
 
-def _unary(op: str, fn, X, tag: str = "elemwise"):
+def _unary(op: str, fn, X, tag: str = "elemwise", float_only: bool = False):
+    if float_only:
+        _float_only(op, X)
     shape = const_shape(op, X)
     probe = [te.var("i") for _ in shape]
     _wrap(op, fn, X[tuple(probe)])
@@ -166,9 +168,21 @@ def power(A, B):
 
 # --------------------------------------------------------------------------- unary
 
+# Activations as scalar expressions, shared with the epilogues of dense/conv (linalg.py).
+ACTIVATIONS = {
+    "relu": lambda x: te.binary("max", x, 0),
+    "gelu": lambda x: 0.5 * x * (1.0 + te.erf(x * (1.0 / math.sqrt(2.0)))),
+    "gelu_tanh": lambda x: 0.5 * x * (1.0 + te.tanh(math.sqrt(2.0 / math.pi)
+                                                     * (x + 0.044715 * x * x * x))),
+    "silu": lambda x: x * te.sigmoid(x),
+    "sigmoid": te.sigmoid,
+    "tanh": te.tanh,
+}
+
+
 def relu(X):
     """max(X, 0)."""
-    return _unary("relu", lambda x: te.binary("max", x, 0), X)
+    return _unary("relu", ACTIVATIONS["relu"], X)
 
 
 def gelu(X, approximate: str = "none"):
@@ -177,43 +191,34 @@ def gelu(X, approximate: str = "none"):
     if approximate not in ("none", "tanh"):
         raise TensorlangValueError(f"gelu: approximate must be 'none' or 'tanh', "
                                    f"got {approximate!r}")
-    _float_only("gelu", X)
-    if approximate == "tanh":
-        c = math.sqrt(2.0 / math.pi)
-        return _unary("gelu", lambda x: 0.5 * x * (1.0 + te.tanh(c * (x + 0.044715 * x * x * x))), X)
-    return _unary("gelu", lambda x: 0.5 * x * (1.0 + te.erf(x * (1.0 / math.sqrt(2.0)))), X)
+    return _unary("gelu", ACTIVATIONS["gelu_tanh" if approximate == "tanh" else "gelu"], X,
+                  float_only=True)
 
 
 def silu(X):
     """x * sigmoid(x)."""
-    _float_only("silu", X)
-    return _unary("silu", lambda x: x * te.sigmoid(x), X)
+    return _unary("silu", ACTIVATIONS["silu"], X, float_only=True)
 
 
 def sigmoid(X):
     """1 / (1 + exp(-x))."""
-    _float_only("sigmoid", X)
-    return _unary("sigmoid", te.sigmoid, X)
+    return _unary("sigmoid", te.sigmoid, X, float_only=True)
 
 
 def tanh(X):
-    _float_only("tanh", X)
-    return _unary("tanh", te.tanh, X)
+    return _unary("tanh", te.tanh, X, float_only=True)
 
 
 def exp(X):
-    _float_only("exp", X)
-    return _unary("exp", te.exp, X)
+    return _unary("exp", te.exp, X, float_only=True)
 
 
 def log(X):
-    _float_only("log", X)
-    return _unary("log", te.log, X)
+    return _unary("log", te.log, X, float_only=True)
 
 
 def sqrt(X):
-    _float_only("sqrt", X)
-    return _unary("sqrt", te.sqrt, X)
+    return _unary("sqrt", te.sqrt, X, float_only=True)
 
 
 def abs(X):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from ... import te
 from ...errors import TensorlangValueError
+from .elemwise import ACTIVATIONS
 
-ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu", "sigmoid", "tanh")
 
 
 def _shape(t) -> tuple:
@@ -19,23 +19,14 @@ def _need(op, cond, msg):
 
 
 def apply_activation(x, kind: str | None, op: str = "activation"):
-    """``kind`` applied to the scalar expression ``x`` (None: x itself)."""
+    """``kind`` (a name of ``elemwise.ACTIVATIONS``) applied to the scalar expression ``x``
+    (None: x itself)."""
     if kind is None:
         return x
-    if kind == "relu":
-        return te.max(x, te.const(0, x.dtype))
-    if kind == "sigmoid":
-        return te.sigmoid(x)
-    if kind == "tanh":
-        return te.tanh(x)
-    if kind == "silu":
-        return x * te.sigmoid(x)
-    if kind == "gelu":
-        return te.const(0.5, x.dtype) * x * (te.const(1.0, x.dtype) + te.erf(x * te.const(0.7071067811865476, x.dtype)))
-    if kind == "gelu_tanh":
-        inner = te.const(0.7978845608028654, x.dtype) * (x + te.const(0.044715, x.dtype) * x * x * x)
-        return te.const(0.5, x.dtype) * x * (te.const(1.0, x.dtype) + te.tanh(inner))
-    raise TensorlangValueError(f"{op}: activation must be None or one of {list(ACTIVATIONS)}, got {kind!r}")
+    if kind not in ACTIVATIONS:
+        raise TensorlangValueError(f"{op}: activation must be None or one of "
+                                   f"{list(ACTIVATIONS)}, got {kind!r}")
+    return ACTIVATIONS[kind](x)
 
 
 def matmul(A, B, name: str = "C"):
