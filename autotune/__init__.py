@@ -16,12 +16,12 @@ from .measure import (BuildResult, ErrorClass, LocalBuilder, LocalRunner, Measur
                       measure_option)
 from .record import apply_history_best
 from .space import ConfigEntity, ConfigSpace, SpaceError
-from .task import ApplyConfig, Task, create_task, get_config, template
+from .task import TEMPLATES, ApplyConfig, Task, create_task, get_config, template
 from .tuner import GATuner, GridSearchTuner, RandomTuner, Tuner
 
 __all__ = ["ApplyConfig", "BuildResult", "ConfigEntity", "ConfigSpace", "ErrorClass",
            "GATuner", "GridSearchTuner", "LocalBuilder", "LocalRunner", "MeasureResult",
-           "RandomTuner", "RayRunner", "SpaceError", "Task", "Tuner", "XGBTuner", "apply_history_best",
+           "RandomTuner", "RayRunner", "SpaceError", "TEMPLATES", "Task", "Tuner", "XGBTuner", "apply_history_best",
            "callback", "create_task", "get_config", "load_job", "measure_option", "record", "run_job",
            "template"]
 

@@ -12,8 +12,11 @@ runs it under the innermost dispatch context:
   (unless the template was registered with ``warn_fallback=False``).
 
 A *workload* is ``[template name, [args...]]`` (JSON-serializable), the key that names a
-task in logs, across processes and versions. ``create_task(name, args, target)`` collects
-the template's space by running it once in collecting mode, and counts its flops.
+task in logs, across processes and versions. Keyword arguments of a call are passed to the
+function but are not part of the workload: they are for variations that reuse the
+workload's tuned config, such as an operator's fused epilogue (bias, activation).
+``create_task(name, args, target)`` collects the template's space by running it once in
+collecting mode, and counts its flops.
 """
 
 from __future__ import annotations
@@ -98,15 +101,15 @@ class Template:
         self.name, self.fn, self.warn_fallback = name, fn, warn_fallback
         self.__doc__, self.__wrapped__ = fn.__doc__, fn
 
-    def instantiate(self, config, *args):
+    def instantiate(self, config, *args, **fused):
         prev = getattr(_local, "current", None)
         _local.current = config
         try:
-            return self.fn(*args)
+            return self.fn(*args, **fused)
         finally:
             _local.current = prev
 
-    def __call__(self, *args):
+    def __call__(self, *args, **fused):
         workload = workload_key(self.name, args)
         target = _current_target()
         space = None
@@ -122,7 +125,7 @@ class Template:
                                   stacklevel=2)
                     cfg = None
             if cfg is not None:
-                return self.instantiate(cfg, *args)
+                return self.instantiate(cfg, *args, **fused)
         key = json.dumps(workload)
         if self.warn_fallback and key not in _warned:
             _warned.add(key)
@@ -130,7 +133,7 @@ class Template:
                           f"the template's fallback config (tune it, or apply a log with "
                           f"autotune.apply_history_best)", stacklevel=2)
         # collecting the space answers every knob with its default: that run is the fallback
-        return self.instantiate(ConfigSpace(), *args)
+        return self.instantiate(ConfigSpace(), *args, **fused)
 
     def space(self, *args) -> ConfigSpace:
         """Collect the knobs by running the template once."""

@@ -191,3 +191,122 @@ def test_conv_templates_fall_back_to_the_default_schedule(template, args):
     fn = conv2d_nchw if template == "ops/conv2d_nchw" else depthwise_conv2d_nchw
     kw = dict(zip(("stride", "padding", "dtype"), args[-3:]))
     assert str(tl.lower(*fn(*args[:-3], **kw))) == str(tl.lower(s, a))
+
+
+def conv_ref_general(a, w, stride, pad, dilation, groups):
+    """NCHW convolution with dilation and groups, float64, group by group."""
+    n, ci, h, wd = a.shape
+    co, cig, kh, kw = w.shape
+    ap = np.pad(a.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    oh = (h + 2 * pad - dilation * (kh - 1) - 1) // stride + 1
+    ow = (wd + 2 * pad - dilation * (kw - 1) - 1) // stride + 1
+    out = np.zeros((n, co, oh, ow))
+    cog = co // groups
+    for g in range(groups):
+        for i in range(kh):
+            for j in range(kw):
+                y0, x0 = i * dilation, j * dilation
+                win = ap[:, g * cig:(g + 1) * cig, y0:y0 + stride * (oh - 1) + 1:stride,
+                         x0:x0 + stride * (ow - 1) + 1:stride]
+                out[:, g * cog:(g + 1) * cog] += np.einsum(
+                    "fc,ncyx->nfyx", w[g * cog:(g + 1) * cog, :, i, j].astype(np.float64), win)
+    return out
+
+
+# (N, CI, H, W, CO, KH, KW, stride, pad, dilation, groups)
+GENERAL = [
+    (1, 8, 12, 12, 16, 3, 3, 1, 2, 2, 1),      # dilation 2 (ResNet/DeepLab style)
+    (1, 6, 15, 40, 9, 3, 3, 2, 2, 2, 1),       # dilation and stride 2, wide rows
+    (1, 8, 10, 11, 12, 3, 3, 1, 1, 1, 4),      # grouped (ResNeXt style)
+    (2, 6, 9, 9, 6, 1, 1, 1, 0, 1, 3),         # grouped 1x1
+    (1, 4, 9, 9, 8, 3, 3, 2, 3, 3, 2),         # groups and dilation 3
+]
+
+
+@pytest.mark.parametrize("shape", GENERAL, ids=lambda s: "x".join(map(str, s)))
+def test_conv2d_dilation_groups(rng, shape):
+    N, CI, H, W, CO, KH, KW, stride, pad, dil, groups = shape
+    s, args = conv2d_nchw(N, CI, H, W, CO, KH, KW, stride=stride, padding=pad, dilation=dil,
+                          groups=groups)
+    a = rng.standard_normal((N, CI, H, W), dtype=np.float32)
+    w = rng.standard_normal((CO, CI // groups, KH, KW), dtype=np.float32)
+    ref = conv_ref_general(a, w, stride, pad, dil, groups)
+    o = run(s, args, a, w, ref.shape)
+    np.testing.assert_allclose(o, ref, rtol=1e-4, atol=1e-3 * np.sqrt(CI * KH * KW))
+
+
+def _gelu_tanh(x):
+    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+
+
+# the 3x3 (channel-vectorized) and 1x1 (column-vectorized) schedules, each with every part
+@pytest.mark.parametrize("shape", [(1, 16, 10, 36, 40, 3, 3, 1, 1), (1, 8, 9, 40, 20, 1, 1, 2, 0)],
+                         ids=["3x3", "1x1s2"])
+@pytest.mark.parametrize("bias,residual,act", [(True, True, "relu"), (True, False, None),
+                                               (False, True, "gelu_tanh"),
+                                               (False, False, "sigmoid")])
+def test_conv2d_fused_epilogue(rng, shape, bias, residual, act):
+    N, CI, H, W, CO, KH, KW, stride, pad = shape
+    s, args = conv2d_nchw(*shape[:7], stride=stride, padding=pad, bias=bias,
+                          residual=residual, activation=act)
+    a = rng.standard_normal((N, CI, H, W), dtype=np.float32)
+    w = rng.standard_normal((CO, CI, KH, KW), dtype=np.float32) * 0.1
+    ref = conv_ref(a, w, stride, pad)
+    inputs = [a, w]
+    if bias:
+        b = rng.standard_normal(CO, dtype=np.float32)
+        ref, inputs = ref + b[None, :, None, None], inputs + [b]
+    if residual:
+        r = rng.standard_normal(ref.shape, dtype=np.float32)
+        ref, inputs = ref + r, inputs + [r]
+    ref = {"relu": lambda x: np.maximum(x, 0), None: lambda x: x, "gelu_tanh": _gelu_tanh,
+           "sigmoid": lambda x: 1 / (1 + np.exp(-x))}[act](ref)
+    assert [t.name for t in args[2:-1]] == (["bias"] if bias else []) + (["residual"] if residual else [])
+    f = tl.build(s, args, bounds_check=True)
+    o = np.full(ref.shape, np.nan, dtype=np.float32)
+    f(*inputs, o)
+    np.testing.assert_allclose(o, ref, rtol=1e-4, atol=1e-4)
+    # fused: the accumulator is a per-tile buffer (fb x xb), not a second output-sized pass
+    import re
+    acc = re.search(r"allocate (?:acc|Oc): float32\[(\d+)\]", str(tl.lower(s, args)))
+    assert acc and int(acc.group(1)) < ref.size // 4
+
+
+def test_depthwise_fused_epilogue(rng):
+    N, C, H, W = 1, 20, 11, 13
+    s, args = depthwise_conv2d_nchw(N, C, H, W, 3, 3, stride=2, padding=1, bias=True,
+                                    activation="relu")
+    a = rng.standard_normal((N, C, H, W), dtype=np.float32)
+    w = rng.standard_normal((C, 1, 3, 3), dtype=np.float32)
+    b = rng.standard_normal(C, dtype=np.float32)
+    ref = np.maximum(conv_ref(a, w, 2, 1, groups=C) + b[None, :, None, None], 0)
+    f = tl.build(s, args, bounds_check=True)
+    o = np.full(ref.shape, np.nan, dtype=np.float32)
+    f(a, w, b, o)
+    np.testing.assert_allclose(o, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_conv2d_epilogue_reuses_the_tuned_config():
+    """The epilogue is not part of the workload: a record for the plain convolution applies
+    to the fused one (here: a non-default fb shows in the fused schedule's loop extents)."""
+    import autotune
+    wl = (1, 16, 10, 36, 40, 3, 3, 1, 1, "float32")
+    space = autotune.TEMPLATES["ops/conv2d_nchw"].space(*wl)
+    cfg = next(c for c in (space.get(i) for i in range(len(space))) if c["fb"].val == 16)
+    records = [dict(version=1, workload=["ops/conv2d_nchw", list(wl)],
+                    target=str(tl.target.Target("llvm")), config=cfg.to_json(),
+                    result=dict(costs=[1e-3], error=None))]
+    with autotune.apply_history_best(records):
+        s, args = conv2d_nchw(1, 16, 10, 36, 40, 3, 3, padding=1, bias=True, activation="relu")
+    assert tuple(s[args[-1].op].op.input_tensors[0].shape)[-1] == 16      # Oc[..., fb]
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(groups=3), r"conv2d_nchw: groups=3 must divide CI=2 and CO=4"),
+    (dict(dilation=0), r"conv2d_nchw: dilation must be a positive int, got 0"),
+    (dict(dilation=4), r"conv2d_nchw: the 3x3 kernel \(dilated to 9x9\) is larger than"),
+    (dict(activation="swish"), r"conv2d_nchw: activation must be None or one of"),
+])
+def test_conv2d_bad_dilation_groups_epilogue(kw, match):
+    with pytest.raises(TensorlangValueError, match=match):
+        conv2d_nchw(1, 2, 8, 8, 4, 3, 3, **kw)

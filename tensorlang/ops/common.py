@@ -23,3 +23,33 @@ def knob(cfg, name: str, values, default):
     untuned schedule uses, so that the fallback config is that schedule); its value."""
     cfg.define_knob(name, sorted(set(values) | {default}), default=default)
     return cfg[name].val
+
+
+def epilogue(op: str, value, shape: tuple, channel, channels: int, dtype: str,
+             bias: bool = False, residual: bool = False, activation: str | None = None,
+             name: str = "O"):
+    """The output stage of a fused epilogue: ``O[i] = act(value(*i) + bias[channel(*i)] +
+    residual[i])`` over ``shape``, with the placeholders it reads (``bias`` of shape
+    (channels,), ``residual`` of the output's shape, in that order). ``channel(*i)`` is the
+    output channel of index ``i``; ``activation`` a name of ``compute.ACTIVATIONS`` or None.
+    A schedule computes ``value``'s stage at tiles of O, so the epilogue runs as each tile
+    is written (no second pass over memory)."""
+    from .. import te
+    from .compute.linalg import apply_activation
+    apply_activation(te.const(0.0, dtype), activation, op)         # validates the name
+    extra = []
+    if bias:
+        b = te.placeholder((channels,), name="bias", dtype=dtype)
+        extra.append(b)
+    if residual:
+        res = te.placeholder(shape, name="residual", dtype=dtype)
+        extra.append(res)
+
+    def body(*i):
+        v = value(*i)
+        if bias:
+            v = v + b[channel(*i)]
+        if residual:
+            v = v + res[i]
+        return apply_activation(v, activation, op)
+    return te.compute(shape, body, name=name), extra

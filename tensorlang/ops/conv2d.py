@@ -43,25 +43,36 @@ import autotune
 from .. import te
 from .. import dtype as dt
 from ..errors import TensorlangValueError
-from .common import check_dims, knob
+from .common import check_dims, epilogue, knob
 from ..schedule import create_schedule
 
 LANES = 16          # float32 lanes of a 512-bit vector
 
 
-def _check(op: str, dims: dict, stride, padding, H: int, W: int, KH: int, KW: int):
+def _check(op: str, dims: dict, stride, padding, H: int, W: int, KH: int, KW: int,
+           dilation: int = 1):
     """Validate the arguments; returns (OH, OW)."""
-    check_dims(op, **dims, stride=stride)
+    check_dims(op, **dims, stride=stride, dilation=dilation)
     if not isinstance(padding, int) or isinstance(padding, bool) or padding < 0:
         raise TensorlangValueError(f"{op}: padding must be a non-negative int, got {padding!r}")
-    OH = (H + 2 * padding - KH) // stride + 1
-    OW = (W + 2 * padding - KW) // stride + 1
-    if H + 2 * padding < KH or W + 2 * padding < KW:
+    EKH, EKW = dilation * (KH - 1) + 1, dilation * (KW - 1) + 1
+    OH, OW = _out_size(H, W, KH, KW, stride, padding, dilation)
+    if H + 2 * padding < EKH or W + 2 * padding < EKW:
+        dil = f" (dilated to {EKH}x{EKW})" if dilation > 1 else ""
         raise TensorlangValueError(
-            f"{op}: the {KH}x{KW} kernel is larger than the padded {H + 2 * padding}x"
+            f"{op}: the {KH}x{KW} kernel{dil} is larger than the padded {H + 2 * padding}x"
             f"{W + 2 * padding} input (H={H}, W={W}, padding={padding}): output size "
             f"{OH}x{OW} must be positive")
     return OH, OW
+
+
+def _out_size(H, W, KH, KW, S, pad, D=1):
+    return ((H + 2 * pad - D * (KH - 1) - 1) // S + 1, (W + 2 * pad - D * (KW - 1) - 1) // S + 1)
+
+
+def _check_epilogue(op: str, activation) -> None:
+    from .compute.linalg import apply_activation
+    apply_activation(te.const(0.0, "float32"), activation, op)          # validates the name
 
 
 def _padded(A, N, C, H, W, S, pad, dtype):
@@ -92,36 +103,53 @@ def _vectorize_cols(stage, xi, xb):
     stage.vectorize(xi)
 
 
-def conv2d_nchw(N, CI, H, W, CO, KH, KW, stride=1, padding=0, dtype="float32"):
-    """O[n, f, y, x] = sum_{c, ry, rx} Apad[n, c, y*stride + ry, x*stride + rx] * W[f, c, ry, rx],
-    zero padding. A: (N, CI, H, W), W: (CO, CI, KH, KW), O: (N, CO, OH, OW). Returns
-    ``(schedule, [A, W, O])``: the tuned record of an applied (or shipped) log if there is
-    one, else the default schedule."""
-    _check("conv2d_nchw", dict(N=N, CI=CI, H=H, W=W, CO=CO, KH=KH, KW=KW),
-           stride, padding, H, W, KH, KW)
-    return _conv2d_template(N, CI, H, W, CO, KH, KW, stride, padding, dt.check(dtype))
+def conv2d_nchw(N, CI, H, W, CO, KH, KW, stride=1, padding=0, dilation=1, groups=1,
+                dtype="float32", bias=False, residual=False, activation=None):
+    """O[n, f, y, x] = act(sum_{c, ry, rx} Apad[n, g*CI/groups + c, y*stride + ry*dilation,
+    x*stride + rx*dilation] * W[f, c, ry, rx] + bias[f] + R[n, f, y, x]), zero padding,
+    g = f // (CO / groups). A: (N, CI, H, W), W: (CO, CI // groups, KH, KW), O: (N, CO, OH,
+    OW). Returns ``(schedule, [A, W, (bias,) (residual,) O])``: the tuned record of an
+    applied (or shipped) log if there is one, else the default schedule.
 
+    The epilogue (``bias``: a (CO,) input; ``residual``: an input of O's shape, added before
+    the activation, as in a ResNet block; ``activation``: a name of ``ACTIVATIONS``) is
+    applied as each output tile is written and is not part of the tuning workload, which is
+    ``(N, CI, H, W, CO, KH, KW, stride, padding, dtype)`` (plus ``dilation, groups`` when
+    either is not 1)."""
+    _check("conv2d_nchw", dict(N=N, CI=CI, H=H, W=W, CO=CO, KH=KH, KW=KW, groups=groups),
+           stride, padding, H, W, KH, KW, dilation)
+    if CI % groups or CO % groups:
+        raise TensorlangValueError(f"conv2d_nchw: groups={groups} must divide CI={CI} and "
+                                   f"CO={CO}")
+    _check_epilogue("conv2d_nchw", activation)
+    extra = [dilation, groups] if (dilation, groups) != (1, 1) else []
+    return _conv2d_template(N, CI, H, W, CO, KH, KW, stride, padding, dt.check(dtype), *extra,
+                            bias=bool(bias), residual=bool(residual), activation=activation)
 
 
 @autotune.template("ops/conv2d_nchw", warn_fallback=False)
-def _conv2d_template(N, CI, H, W, CO, KH, KW, stride, padding, dtype):
+def _conv2d_template(N, CI, H, W, CO, KH, KW, stride, padding, dtype, dilation=1, groups=1, *,
+                     bias=False, residual=False, activation=None):
     """The schedules below with their tile sizes as knobs (defaults: the sizes the module
     docstring gives)."""
-    OH, OW = (H + 2 * padding - KH) // stride + 1, (W + 2 * padding - KW) // stride + 1
+    OH, OW = _out_size(H, W, KH, KW, stride, padding, dilation)
+    epi = dict(bias=bias, residual=residual, activation=activation)
     cfg = autotune.get_config()
-    if KH * KW > 1:                           # vectorized over output channels
+    if KH * KW > 1 and groups == 1:           # vectorized over output channels
         fb, xb = (2 * LANES, 8) if OW >= 32 and OW % 8 == 0 else (LANES, _divisor(OW, 7, 14))
         fb = knob(cfg, "fb", [LANES, 2 * LANES], fb)
         xb = knob(cfg, "xb", [4, 7, 8, 14, 16], xb)
-        return _conv2d_channels(N, CI, H, W, CO, KH, KW, stride, padding, dtype, OH, OW, fb, xb)
+        return _conv2d_channels(N, CI, H, W, CO, KH, KW, stride, padding, dilation, dtype,
+                                OH, OW, fb, xb, epi)
     if OW >= 2 * LANES:                       # wide rows: 2 vectors of columns
         fb, xb, pack_w = 12, 2 * LANES, True
     else:
         fb, xb, pack_w = LANES, LANES, False
-    fb = knob(cfg, "fb", [4, 8, 12, 16], min(fb, CO))
+    fb = knob(cfg, "fb", [4, 8, 12, 16], min(fb, CO // groups))
     xb = knob(cfg, "xb", [LANES, 2 * LANES], xb)
     pad_at = "row" if padding == 0 else "root"
-    return _conv2d(N, CI, H, W, CO, KH, KW, stride, padding, dtype, OH, OW, fb, xb, pack_w, pad_at)
+    return _conv2d(N, CI, H, W, CO, KH, KW, stride, padding, dilation, groups, dtype, OH, OW,
+                   fb, xb, pack_w and groups == 1, pad_at, epi)
 
 
 def _divisor(n: int, lo: int, hi: int) -> int:
@@ -129,14 +157,15 @@ def _divisor(n: int, lo: int, hi: int) -> int:
     return next((d for d in range(hi, lo - 1, -1) if n % d == 0), hi)
 
 
-def _conv2d_channels(N, CI, H, W, CO, KH, KW, S, pad, dtype, OH, OW, fb, xb):
+def _conv2d_channels(N, CI, H, W, CO, KH, KW, S, pad, D, dtype, OH, OW, fb, xb, epi):
     """The schedule for kernels larger than 1x1: vectorized over output channels.
 
     The weights are repacked per call into ``Wpack[f // FB, c, ry, rx, f % FB]`` and the
     output is accumulated in ``Oc[n, f // FB, y, x, f % FB]`` (channels innermost), computed
     at a tile of XB output columns x FB channels; each reduction step is FB/16 vector loads
     of weights, XB broadcasts of inputs and XB x FB/16 FMAs on register accumulators. The
-    tile is then copied to O's NCHW layout. The (channel tile, row) pairs are split between
+    tile is then copied to O's NCHW layout (through the epilogue, if any). The (channel
+    tile, row) pairs are split between
     the cores, channel tiles outermost: the rows of one channel tile reuse its weights from
     L2 (all of res4's 3x3 weights, 2.3 MB, do not fit)."""
     A = te.placeholder((N, CI, H, W), name="A", dtype=dtype)
@@ -149,8 +178,10 @@ def _conv2d_channels(N, CI, H, W, CO, KH, KW, S, pad, dtype, OH, OW, fb, xb):
     ry = te.reduce_axis((0, KH), name="ry")
     rx = te.reduce_axis((0, KW), name="rx")
     Oc = te.compute((N, nfo, OH, OW, fb), lambda n, fo, y, x, fi: te.sum(
-        read(n, rc, y * S + ry, rx, x) * WP[fo, rc, ry, rx, fi], axis=[rc, ry, rx]), name="Oc")
-    O = te.compute((N, CO, OH, OW), lambda n, f, y, x: Oc[n, f // fb, y, x, f % fb], name="O")
+        read(n, rc, y * S + ry * D, rx * D, x) * WP[fo, rc, ry, rx, fi], axis=[rc, ry, rx]),
+        name="Oc")
+    O, extra = epilogue("conv2d_nchw", lambda n, f, y, x: Oc[n, f // fb, y, x, f % fb],
+                        (N, CO, OH, OW), lambda n, f, y, x: f, CO, dtype, **epi)
 
     s = create_schedule(O.op)
     n, f, y, x = O.op.axis
@@ -168,14 +199,17 @@ def _conv2d_channels(N, CI, H, W, CO, KH, KW, S, pad, dtype, OH, OW, fb, xb):
         s[P].vectorize(s[P].op.axis[-1])
     s[WP].vectorize(s[WP].op.axis[-1])
     s[WP].parallel(s[WP].op.axis[0])
-    return s, [A, Wt, O]
+    return s, [A, Wt, *extra, O]
 
 
-def _conv2d(N, CI, H, W, CO, KH, KW, S, pad, dtype, OH, OW, fb, xb, pack_w, pad_at):
-    """The 1x1 schedule for a given tile (FB channels x XB columns), weight packing and
-    place of the padding stage (``"row"``: at the output row; ``"root"``)."""
+def _conv2d(N, CI, H, W, CO, KH, KW, S, pad, D, groups, dtype, OH, OW, fb, xb, pack_w, pad_at,
+            epi):
+    """The 1x1 schedule (also grouped convolutions) for a given tile (FB channels x XB
+    columns), weight packing and place of the padding stage (``"row"``: at the output row;
+    ``"root"``). Output channel f of group g reads input channels g * CI/groups + c."""
     A = te.placeholder((N, CI, H, W), name="A", dtype=dtype)
-    Wt = te.placeholder((CO, CI, KH, KW), name="W", dtype=dtype)
+    cig, cog = CI // groups, CO // groups
+    Wt = te.placeholder((CO, cig, KH, KW), name="W", dtype=dtype)
     P, read = _padded(A, N, CI, H, W, S, pad, dtype)
     if pack_w:
         WP = te.compute((-(-CO // fb), CI, KH, KW, fb), lambda fo, c, i, j, fi: te.if_then_else(
@@ -184,14 +218,23 @@ def _conv2d(N, CI, H, W, CO, KH, KW, S, pad, dtype, OH, OW, fb, xb, pack_w, pad_
     else:
         WP = None
         weight = lambda f, c, i, j: Wt[f, c, i, j]                     # noqa: E731
-    rc = te.reduce_axis((0, CI), name="rc")
+    rc = te.reduce_axis((0, cig), name="rc")
     ry = te.reduce_axis((0, KH), name="ry")
     rx = te.reduce_axis((0, KW), name="rx")
-    O = te.compute((N, CO, OH, OW), lambda n, f, y, x: te.sum(
-        read(n, rc, y * S + ry, rx, x) * weight(f, rc, ry, rx), axis=[rc, ry, rx]), name="O")
-
-    s = create_schedule(O.op)
-    OL = s.cache_write(O, "global")
+    ch = (lambda f: rc) if groups == 1 else (lambda f: f // cog * cig + rc)
+    fused = epi["bias"] or epi["residual"] or epi["activation"] is not None
+    acc = te.compute((N, CO, OH, OW), lambda n, f, y, x: te.sum(
+        read(n, ch(f), y * S + ry * D, rx * D, x) * weight(f, rc, ry, rx), axis=[rc, ry, rx]),
+        name="acc" if fused else "O")
+    if fused:                                 # the epilogue stage, acc at its tiles
+        O, extra = epilogue("conv2d_nchw", lambda *i: acc[i], (N, CO, OH, OW),
+                            lambda n, f, y, x: f, CO, dtype, **epi)
+        s = create_schedule(O.op)
+        OL = acc
+    else:
+        O, extra = acc, []
+        s = create_schedule(O.op)
+        OL = s.cache_write(O, "global")
     n, f, y, x = O.op.axis
     fo, fi = s[O].split(f, factor=fb)
     xo, xi = s[O].split(x, factor=xb)
@@ -213,20 +256,25 @@ def _conv2d(N, CI, H, W, CO, KH, KW, S, pad, dtype, OH, OW, fb, xb, pack_w, pad_
     if WP is not None:
         s[WP].vectorize(s[WP].op.axis[-1])
         s[WP].parallel(s[WP].op.axis[0])
-    return s, [A, Wt, O]
+    return s, [A, Wt, *extra, O]
 
 
-def depthwise_conv2d_nchw(N, C, H, W, KH, KW, stride=1, padding=0, dtype="float32"):
-    """O[n, c, y, x] = sum_{ry, rx} Apad[n, c, y*stride + ry, x*stride + rx] * W[c, 0, ry, rx],
-    zero padding. A: (N, C, H, W), W: (C, 1, KH, KW), O: (N, C, OH, OW). Returns
-    ``(schedule, [A, W, O])``."""
+def depthwise_conv2d_nchw(N, C, H, W, KH, KW, stride=1, padding=0, dtype="float32",
+                          bias=False, residual=False, activation=None):
+    """O[n, c, y, x] = act(sum_{ry, rx} Apad[n, c, y*stride + ry, x*stride + rx] *
+    W[c, 0, ry, rx] + bias[c] + R[n, c, y, x]), zero padding. A: (N, C, H, W), W: (C, 1, KH,
+    KW), O: (N, C, OH, OW). Returns ``(schedule, [A, W, (bias,) (residual,) O])``; the
+    epilogue is fused as in ``conv2d_nchw`` and not part of the tuning workload."""
     _check("depthwise_conv2d_nchw", dict(N=N, C=C, H=H, W=W, KH=KH, KW=KW), stride, padding,
            H, W, KH, KW)
-    return _depthwise_template(N, C, H, W, KH, KW, stride, padding, dt.check(dtype))
+    _check_epilogue("depthwise_conv2d_nchw", activation)
+    return _depthwise_template(N, C, H, W, KH, KW, stride, padding, dt.check(dtype),
+                               bias=bool(bias), residual=bool(residual), activation=activation)
 
 
 @autotune.template("ops/depthwise_conv2d_nchw", warn_fallback=False)
-def _depthwise_template(N, C, H, W, KH, KW, stride, padding, dtype):
+def _depthwise_template(N, C, H, W, KH, KW, stride, padding, dtype, *, bias=False,
+                        residual=False, activation=None):
     OH, OW = (H + 2 * padding - KH) // stride + 1, (W + 2 * padding - KW) // stride + 1
     S, pad = stride, padding
     cfg = autotune.get_config()
@@ -238,11 +286,20 @@ def _depthwise_template(N, C, H, W, KH, KW, stride, padding, dtype):
     P, read = _padded(A, N, C, H, W, S, pad, dtype)
     ry = te.reduce_axis((0, KH), name="ry")
     rx = te.reduce_axis((0, KW), name="rx")
-    O = te.compute((N, C, OH, OW), lambda n, c, y, x: te.sum(
-        read(n, c, y * S + ry, rx, x) * Wt[c, 0, ry, rx], axis=[ry, rx]), name="O")
-
-    s = create_schedule(O.op)
-    OL = s.cache_write(O, "global")
+    fused = bias or residual or activation is not None
+    acc = te.compute((N, C, OH, OW), lambda n, c, y, x: te.sum(
+        read(n, c, y * S + ry, rx, x) * Wt[c, 0, ry, rx], axis=[ry, rx]),
+        name="acc" if fused else "O")
+    if fused:
+        O, extra = epilogue("depthwise_conv2d_nchw", lambda *i: acc[i], (N, C, OH, OW),
+                            lambda n, c, y, x: c, C, dtype, bias=bias, residual=residual,
+                            activation=activation)
+        s = create_schedule(O.op)
+        OL = acc
+    else:
+        O, extra = acc, []
+        s = create_schedule(O.op)
+        OL = s.cache_write(O, "global")
     n, c, y, x = O.op.axis
     yo, yi = s[O].split(y, factor=yb)
     xo, xi = s[O].split(x, factor=xb)
@@ -261,4 +318,4 @@ def _depthwise_template(N, C, H, W, KH, KW, stride, padding, dtype):
     if P is not None:
         s[P].parallel(s[P].fuse(*s[P].op.axis[:2]))
         s[P].vectorize(s[P].op.axis[-1])
-    return s, [A, Wt, O]
+    return s, [A, Wt, *extra, O]

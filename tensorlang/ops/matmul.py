@@ -33,6 +33,7 @@ import autotune
 
 from .. import te
 from .. import dtype as dt
+from . import common
 from .common import check_dims, knob, vector_lanes
 from ..schedule import create_schedule
 
@@ -78,15 +79,16 @@ def dense(M: int, N: int, K: int, bias: bool = False, activation: str | None = N
     ``(schedule, [X, W, (bias,) Y])``. The schedule is matmul's (W packed into panels, so
     its transposed layout costs nothing more) with the epilogue fused: the sum is computed
     at each tile of Y, in registers, and the bias and activation are applied as the tile is
-    written, not in a second pass over memory."""
+    written, not in a second pass over memory. The template ``"ops/dense"`` is keyed by
+    ``(M, N, K, dtype)`` only: a tuned record applies with or without the epilogue."""
     check_dims("dense", M=M, N=N, K=K)
     from .compute.linalg import apply_activation
     apply_activation(te.const(0.0, "float32"), activation, "dense")      # validates the name
-    return _dense_template(M, N, K, bool(bias), activation, dt.check(dtype))
+    return _dense_template(M, N, K, dt.check(dtype), bias=bool(bias), activation=activation)
 
 
 @autotune.template("ops/dense", warn_fallback=False)
-def _dense_template(M, N, K, bias, activation, dtype):
+def _dense_template(M, N, K, dtype, *, bias=False, activation=None):
     return _gemm((), M, N, K, dtype, transpose_b=True, bias=bias, activation=activation)
 
 
@@ -130,11 +132,9 @@ def _gemm(batch: tuple, M: int, N: int, K: int, dtype: str, transpose_b: bool = 
                    name="acc" if epilogue else "C")
     args = [A, B]
     if epilogue:                                 # Y = act(C + bias); C at Y's tiles
-        from .compute.linalg import apply_activation
-        Bias = te.placeholder((N,), name="bias", dtype=dtype) if bias else None
-        args += [Bias] if bias else []
-        out = te.compute((*batch, M, N), lambda *i: apply_activation(
-            C[i] + Bias[i[-1]] if bias else C[i], activation, "dense"), name="Y")
+        out, extra = common.epilogue("dense", lambda *i: C[i], (*batch, M, N), lambda *i: i[-1],
+                                     N, dtype, bias=bias, activation=activation, name="Y")
+        args += extra
         s = create_schedule(out.op)
         CC = C
     else:
