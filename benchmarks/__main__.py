@@ -18,7 +18,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from . import report, runner
-from .workloads import WORKLOADS
+from .workloads import WORKLOADS, shipped_keys
 
 
 def main(argv=None) -> int:
@@ -56,9 +56,11 @@ def main(argv=None) -> int:
     print(report.HEADER, flush=True)
     results = []
     rng = np.random.default_rng(0)
+    shipped = shipped_keys()
     with threadpool_limits(args.threads):
         for w in chosen:
-            r = runner.run_workload(w, rng, torch, compile_torch, args.quick, args.rounds)
+            r = runner.run_workload(w, rng, torch, compile_torch, args.quick, args.rounds,
+                                    shipped)
             results.append(r)
             print(report.row(r), flush=True)
         extras = {} if args.quick else runner.extras(torch, args.threads, args.rounds)

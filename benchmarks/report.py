@@ -39,7 +39,10 @@ def table(results, extras: dict | None = None) -> str:
     """Medians in ms, our speed relative to each peer (peer time / our time: > 1 means we
     are faster), GFLOPS where the workload has a flop count, and our spread (max/min - 1).
     A system checked against numpy but not timed (``--quick``) shows ``ok``."""
+    note = ("* a tuned record shipped in tuning_logs/ applies; other rows run the operator's "
+            "default schedule")
     return "\n".join([HEADER, "-" * len(HEADER), *(row(r) for r in results),
+                      *([note] if any(r.tuned for r in results) else []),
                       *_extras(extras or {})])
 
 
@@ -55,7 +58,8 @@ def row(r) -> str:
     gf = [f"{r.flop / r.times[s][0] / 1e9:{w}.1f}" if r.flop and s in r.times else f"{'-':>{w}}"
           for s, w in ((OURS, 8), (NUMPY, 7))]
     spread = f"{(ours[2] / ours[1] - 1) * 100:7.0f}%" if ours else f"{'-':>8}"
-    lines = [f"{r.name:<38}{ms(OURS)}{''.join(ms(p) for p in PEERS)}"
+    name = r.name + (" *" if r.tuned else "")
+    lines = [f"{name:<38}{ms(OURS)}{''.join(ms(p) for p in PEERS)}"
              f"{''.join(ratios)}{''.join(gf)}{spread}"]
     lines += [f"    ! {system}: {err}" for system, err in r.errors.items()]
     return "\n".join(lines)

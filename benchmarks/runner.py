@@ -15,6 +15,7 @@ fork/join cost of an (almost) empty parallel loop.
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 import traceback
@@ -35,6 +36,7 @@ class Result:
     name: str
     group: str
     flop: float | None
+    tuned: bool = False                             # a shipped tuned record applies
     build_s: float | None = None
     times: dict = field(default_factory=dict)       # system -> (median, min, max) seconds
     errors: dict = field(default_factory=dict)      # system -> message
@@ -64,8 +66,10 @@ def _number(seconds: float) -> int:
     return max(1, min(50, int(0.02 / max(seconds, 1e-7))))
 
 
-def run_workload(w, rng, torch=None, compile_torch=False, quick=False, rounds=7) -> Result:
-    r = Result(w.name, w.group, w.flop)
+def run_workload(w, rng, torch=None, compile_torch=False, quick=False, rounds=7,
+                 shipped=frozenset()) -> Result:
+    """``shipped``: the workload keys (JSON) with a shipped record (marks the row tuned)."""
+    r = Result(w.name, w.group, w.flop, tuned=w.key is not None and json.dumps(w.key) in shipped)
     inputs = w.inputs(rng)
     expect = w.numpy(*inputs)
     fns = {}

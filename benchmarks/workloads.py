@@ -4,17 +4,21 @@ computation written for numpy (always measured) and PyTorch (measured when insta
 A workload builds our kernel with ``tensorlang.ops`` (the schedule each operator ships
 with), makes its inputs, and computes the expected output with numpy; the output's shape
 and dtype come from that numpy result. ``flop`` is None for memory-bound workloads (their
-table row has no GFLOPS).
+table row has no GFLOPS). ``key`` is the autotune workload the kernel's template looks up:
+the table marks a workload whose record comes from the log shipped for this CPU, and every
+shipped record has a workload here (a test checks it).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+import tensorlang as tl
 from tensorlang import ops
 
 
@@ -29,6 +33,7 @@ class Workload:
     flop: float | None = None
     rtol: float = 1e-4
     atol: float = 1e-5
+    key: list | None = None                    # [template, [args]] of the tuning workload
 
 
 def _rand(*shape):
@@ -44,7 +49,7 @@ def gemm(M, N, K, label=None):
         inputs=lambda rng: [rng.random((M, K), dtype=np.float32),
                             rng.random((K, N), dtype=np.float32)],
         numpy=np.matmul, torch=lambda t, a, b: t.matmul(a, b),
-        flop=2.0 * M * N * K, rtol=1e-4, atol=1e-3)
+        flop=2.0 * M * N * K, rtol=1e-4, atol=1e-3, key=["ops/matmul", [M, N, K, "float32"]])
 
 
 def batch_matmul(b, M, N, K):
@@ -53,20 +58,24 @@ def batch_matmul(b, M, N, K):
         build=lambda: ops.batch_matmul(b, M, N, K),
         inputs=_rand((b, M, K), (b, K, N)),
         numpy=np.matmul, torch=lambda t, a, c: t.bmm(a, c),
-        flop=2.0 * b * M * N * K, atol=1e-3)
+        flop=2.0 * b * M * N * K, atol=1e-3, key=["ops/batch_matmul", [b, M, N, K, "float32"]])
 
 
-def dense_gelu(M, N, K):
-    """BERT's feed-forward layer: gelu(X·Wᵀ + b) (tanh form), the epilogue fused."""
-    def ref(x, w, b):
-        r = x @ w.T + b
-        return 0.5 * r * (1 + np.tanh(0.7978845608028654 * (r + 0.044715 * r ** 3)))
+def _gelu_tanh(r):
+    return 0.5 * r * (1 + np.tanh(0.7978845608028654 * (r + 0.044715 * r ** 3)))
+
+
+def dense(M, N, K, activation=None):
+    """A BERT dense layer act(X·Wᵀ + b) (gelu in its tanh form), the epilogue fused."""
+    act = {None: lambda r: r, "gelu_tanh": _gelu_tanh}[activation]
+    tact = {None: lambda t, r: r,
+            "gelu_tanh": lambda t, r: t.nn.functional.gelu(r, approximate="tanh")}[activation]
     return Workload(
-        name=f"dense+bias+gelu {M}x{N}x{K}", group="gemm",
-        build=lambda: ops.dense(M, N, K, bias=True, activation="gelu_tanh"),
-        inputs=_rand((M, K), (N, K), (N,)), numpy=ref,
-        torch=lambda t, x, w, b: t.nn.functional.gelu(t.nn.functional.linear(x, w, b), approximate="tanh"),
-        flop=2.0 * M * N * K, rtol=1e-4, atol=1e-3)
+        name=f"dense+bias{'+gelu' if activation else ''} {M}x{N}x{K}", group="gemm",
+        build=lambda: ops.dense(M, N, K, bias=True, activation=activation),
+        inputs=_rand((M, K), (N, K), (N,)), numpy=lambda x, w, b: act(x @ w.T + b),
+        torch=lambda t, x, w, b: tact(t, t.nn.functional.linear(x, w, b)),
+        flop=2.0 * M * N * K, rtol=1e-4, atol=1e-3, key=["ops/dense", [M, N, K, "float32"]])
 
 
 # ----------------------------------------------------------------------------- conv2d
@@ -99,7 +108,21 @@ def conv2d(label, CI, H, CO, K, stride, pad):
         inputs=_rand((1, CI, H, H), (CO, CI, K, K)),
         numpy=lambda a, w: conv2d_numpy(a, w, stride, pad),
         torch=lambda t, a, w: t.nn.functional.conv2d(a, w, stride=stride, padding=pad),
-        flop=2.0 * CO * OH * OH * CI * K * K, atol=1e-3)
+        flop=2.0 * CO * OH * OH * CI * K * K, atol=1e-3,
+        key=["ops/conv2d_nchw", [1, CI, H, H, CO, K, K, stride, pad, "float32"]])
+
+
+def conv2d_block_end(CI, H, CO):
+    """The end of a ResNet bottleneck: relu(conv1x1(x) + bias + shortcut), fused."""
+    return Workload(
+        name=f"conv2d+bias+res+relu {CI}x{H}x{H}->{CO}", group="conv2d",
+        build=lambda: ops.conv2d_nchw(1, CI, H, H, CO, 1, 1, bias=True, residual=True,
+                                      activation="relu"),
+        inputs=_rand((1, CI, H, H), (CO, CI, 1, 1), (CO,), (1, CO, H, H)),
+        numpy=lambda a, w, b, r: np.maximum(conv2d_numpy(a, w, 1, 0) + b[:, None, None] + r, 0),
+        torch=lambda t, a, w, b, r: t.relu(t.nn.functional.conv2d(a, w, b) + r),
+        flop=2.0 * CO * H * H * CI, atol=1e-3,
+        key=["ops/conv2d_nchw", [1, CI, H, H, CO, 1, 1, 1, 0, "float32"]])
 
 
 def depthwise(label, C, H, stride):
@@ -110,7 +133,8 @@ def depthwise(label, C, H, stride):
         inputs=_rand((1, C, H, H), (C, 1, 3, 3)),
         numpy=lambda a, w: depthwise_numpy(a, w, stride, 1),
         torch=lambda t, a, w: t.nn.functional.conv2d(a, w, stride=stride, padding=1, groups=C),
-        flop=2.0 * C * OH * OH * 9, atol=1e-4)
+        flop=2.0 * C * OH * OH * 9, atol=1e-4,
+        key=["ops/depthwise_conv2d_nchw", [1, C, H, H, 3, 3, stride, 1, "float32"]])
 
 
 # ----------------------------------------------------------------------------- rows
@@ -130,7 +154,8 @@ def softmax(rows, cols):
     return Workload(
         name=f"softmax {rows}x{cols}", group="rows",
         build=lambda: ops.softmax(rows, cols), inputs=_rand((rows, cols)),
-        numpy=softmax_numpy, torch=lambda t, x: t.softmax(x, -1), rtol=1e-5, atol=1e-7)
+        numpy=softmax_numpy, torch=lambda t, x: t.softmax(x, -1), rtol=1e-5, atol=1e-7,
+        key=["ops/softmax", [rows, cols, "float32"]])
 
 
 def layer_norm(rows, cols):
@@ -139,7 +164,7 @@ def layer_norm(rows, cols):
         build=lambda: ops.layer_norm(rows, cols), inputs=_rand((rows, cols), (cols,), (cols,)),
         numpy=layer_norm_numpy,
         torch=lambda t, x, g, b: t.nn.functional.layer_norm(x, (cols,), g, b, 1e-5),
-        rtol=1e-4, atol=1e-4)
+        rtol=1e-4, atol=1e-4, key=["ops/layer_norm", [rows, cols, 1e-5, "float32"]])
 
 
 def row_reduce(kind, rows, cols):
@@ -159,17 +184,47 @@ def elementwise(n):
         torch=lambda t, a, b, c: t.relu(a * b + c), rtol=1e-6, atol=1e-6)
 
 
+# every distinct conv2d layer of ResNet-50 at batch 1 (torchvision's v1.5: the stride on the
+# 3x3); (label, CI, H, CO, K, stride, pad)
+RESNET50 = [
+    ("stem", 3, 224, 64, 7, 2, 3),
+    ("res2", 64, 56, 64, 1, 1, 0), ("res2", 64, 56, 64, 3, 1, 1), ("res2", 64, 56, 256, 1, 1, 0),
+    ("res2", 256, 56, 64, 1, 1, 0),
+    ("res3", 256, 56, 128, 1, 1, 0), ("res3", 128, 56, 128, 3, 2, 1),
+    ("res3", 128, 28, 512, 1, 1, 0), ("res3 down", 256, 56, 512, 1, 2, 0),
+    ("res3", 512, 28, 128, 1, 1, 0), ("res3", 128, 28, 128, 3, 1, 1),
+    ("res4", 512, 28, 256, 1, 1, 0), ("res4", 256, 28, 256, 3, 2, 1),
+    ("res4", 256, 14, 1024, 1, 1, 0), ("res4 down", 512, 28, 1024, 1, 2, 0),
+    ("res4", 1024, 14, 256, 1, 1, 0), ("res4", 256, 14, 256, 3, 1, 1),
+    ("res5", 1024, 14, 512, 1, 1, 0), ("res5", 512, 14, 512, 3, 2, 1),
+    ("res5", 512, 7, 2048, 1, 1, 0), ("res5 down", 1024, 14, 2048, 1, 2, 0),
+    ("res5", 2048, 7, 512, 1, 1, 0), ("res5", 512, 7, 512, 3, 1, 1),
+]
+
+# every depthwise layer of MobileNet-v2 (3x3, padding 1): (C, H, stride)
+MOBILENET_V2 = [(32, 112, 1), (96, 112, 2), (144, 56, 1), (144, 56, 2), (192, 28, 1),
+                (192, 28, 2), (384, 14, 1), (576, 14, 1), (576, 14, 2), (960, 7, 1)]
+
 WORKLOADS = [
     gemm(256, 256, 256), gemm(512, 512, 512), gemm(1024, 1024, 1024), gemm(2048, 2048, 2048),
     gemm(1, 4096, 4096, label="GEMV "), gemm(128, 3072, 768, label="BERT "),
     gemm(128, 768, 3072, label="BERT "), gemm(128, 768, 768, label="BERT "),
-    dense_gelu(128, 3072, 768),
+    dense(128, 768, 768), dense(128, 3072, 768, activation="gelu_tanh"), dense(128, 768, 3072),
     batch_matmul(12, 128, 128, 64), batch_matmul(12, 128, 64, 128),
-    conv2d("res2", 64, 56, 64, 3, 1, 1), conv2d("res3", 128, 56, 128, 3, 2, 1),
-    conv2d("res4", 256, 14, 256, 3, 1, 1), conv2d("res2", 256, 56, 64, 1, 1, 0),
-    conv2d("res2", 64, 56, 256, 1, 1, 0), conv2d("res3 down", 256, 56, 512, 1, 2, 0),
-    depthwise("mbv2", 32, 112, 1), depthwise("mbv2", 144, 56, 2), depthwise("mbv2", 576, 14, 1),
+    *(conv2d(*layer) for layer in RESNET50),
+    conv2d_block_end(64, 56, 256),
+    *(depthwise("mbv2", *layer) for layer in MOBILENET_V2),
     softmax(4096, 1024), layer_norm(4096, 1024),
     row_reduce("sum", 4096, 1024), row_reduce("max", 4096, 1024),
     elementwise(16 << 20),
 ]
+
+
+def shipped_keys() -> set:
+    """The workloads (as JSON text) with a record for this target in the log shipped for this
+    CPU (``ops.shipped_log()``)."""
+    from autotune.record import load_from_file
+    log, target = ops.shipped_log(), str(tl.target.Target("llvm"))
+    if not log.exists():
+        return set()
+    return {json.dumps(r["workload"]) for r in load_from_file(log) if r["target"] == target}

@@ -310,3 +310,36 @@ def test_conv2d_epilogue_reuses_the_tuned_config():
 def test_conv2d_bad_dilation_groups_epilogue(kw, match):
     with pytest.raises(TensorlangValueError, match=match):
         conv2d_nchw(1, 2, 8, 8, 4, 3, 3, **kw)
+
+
+# planes of at most 64 pixels take the flat schedule (pixels tiled across rows)
+FLAT = [
+    (1, 40, 7, 7, 70, 1, 1, 1, 0),       # res5-like 1x1, CO % 16 != 0
+    (2, 24, 7, 7, 33, 3, 3, 1, 1),       # 3x3 on 7x7, N=2
+    (1, 20, 13, 13, 18, 3, 3, 2, 1),     # stride 2 down to 7x7
+    (1, 16, 14, 14, 40, 1, 1, 2, 0),     # 1x1 stride 2 down to 7x7
+    (1, 8, 10, 10, 16, 1, 1, 1, 0),      # 1x1 on a 10-wide row (channel-vectorized, not flat)
+]
+
+
+@pytest.mark.parametrize("shape", FLAT, ids=lambda s: "x".join(map(str, s)))
+def test_conv2d_small_planes(rng, shape):
+    check_conv(rng, *shape)
+
+
+def test_conv2d_flat_with_epilogue_and_every_flat_config(rng):
+    import autotune
+    wl = (1, 24, 7, 7, 40, 3, 3, 1, 1, "float32")
+    space = autotune.TEMPLATES["ops/conv2d_nchw"].space(*wl)
+    assert space.fallback()["flat"].val == 1
+    a = rng.standard_normal((1, 24, 7, 7), dtype=np.float32)
+    w = rng.standard_normal((40, 24, 3, 3), dtype=np.float32)
+    b = rng.standard_normal(40, dtype=np.float32)
+    ref = np.maximum(conv_ref(a, w, 1, 1) + b[None, :, None, None], 0)
+    for i in range(0, len(space), 3):
+        with autotune.ApplyConfig(space.get(i)):
+            s, args = conv2d_nchw(1, 24, 7, 7, 40, 3, 3, padding=1, bias=True, activation="relu")
+        f = tl.build(s, args, bounds_check=True)
+        o = np.full(ref.shape, np.nan, dtype=np.float32)
+        f(a, w, b, o)
+        np.testing.assert_allclose(o, ref, rtol=1e-4, atol=1e-3, err_msg=str(space.get(i)))

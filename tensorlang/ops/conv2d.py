@@ -19,14 +19,20 @@ Each returns ``(schedule, [A, W, O])`` with the fastest schedule found for this 
   registers and each reduction step is FB/16 vector loads of weights, XB broadcasts of
   inputs and XB x FB/16 FMAs, the shape of the GEMM micro-kernel. Rows 32 wide or more
   (multiples of 8) take 8 columns x 32 channels; narrower rows (28, 14) 14 columns (or
-  another divisor of the width) x 16 channels. Each tile is then copied to NCHW;
-* **1x1 kernels: vectorized over output columns.** A write cache of O at a tile of FB
+  another divisor of the width) x 16 channels. Each tile is then copied to NCHW (through
+  the fused epilogue, if any). On planes of at most 64 pixels (ResNet's 7x7) the tile runs
+  over the flattened pixels ``y * OW + x`` instead, so a 7-wide row does not leave half a
+  tile empty. 1x1 kernels on rows narrower than 16 take this schedule too;
+* **1x1 kernels on rows of 16 or more: vectorized over output columns.** A write cache of O at a tile of FB
   channels x XB columns, the reduction over input channels outside the channels (unrolled)
   and the columns (vectorized): rows at least 32 wide take 32 columns x 12 channels with the
   weights repacked into ``Wpack[f // FB, c, 0, 0, f % FB]`` (a step's FB weights share a
   cache line), narrower rows 16 columns x 16 channels;
 * the output rows (fused with the batch and, for 3x3, the channel tiles) are split between
   the cores.
+
+Dilation reads the padded input at ``y * S + ry * D``; grouped convolutions take the 1x1
+schedule (vectorized over columns, each channel's group read as a scalar offset).
 
 The depthwise schedule pads the same way, then splits (batch x channel) planes between the
 cores; within a plane a write cache of 4 rows x 16 columns is accumulated in registers over
@@ -81,8 +87,10 @@ def _padded(A, N, C, H, W, S, pad, dtype):
     Hp, Wp = H + 2 * pad, W + 2 * pad
 
     def val(n, c, y, x):
-        if pad == 0:
+        if pad == 0 and Wp % S == 0:
             return A[n, c, y, x]
+        if pad == 0:                          # the last phase column lies past the row
+            return te.if_then_else(x < W, A[n, c, y, x], te.const(0, dtype))
         return te.if_then_else(te.all(y >= pad, y < H + pad, x >= pad, x < W + pad),
                                A[n, c, y - pad, x - pad], te.const(0, dtype))
     if S == 1:
@@ -135,12 +143,13 @@ def _conv2d_template(N, CI, H, W, CO, KH, KW, stride, padding, dtype, dilation=1
     OH, OW = _out_size(H, W, KH, KW, stride, padding, dilation)
     epi = dict(bias=bias, residual=residual, activation=activation)
     cfg = autotune.get_config()
-    if KH * KW > 1 and groups == 1:           # vectorized over output channels
+    if groups == 1 and (KH * KW > 1 or OW < LANES):    # vectorized over output channels
         fb, xb = (2 * LANES, 8) if OW >= 32 and OW % 8 == 0 else (LANES, _divisor(OW, 7, 14))
         fb = knob(cfg, "fb", [LANES, 2 * LANES], fb)
         xb = knob(cfg, "xb", [4, 7, 8, 14, 16], xb)
+        flat = knob(cfg, "flat", [0, 1], int(OH * OW <= 64))
         return _conv2d_channels(N, CI, H, W, CO, KH, KW, stride, padding, dilation, dtype,
-                                OH, OW, fb, xb, epi)
+                                OH, OW, fb, xb, epi, bool(flat))
     if OW >= 2 * LANES:                       # wide rows: 2 vectors of columns
         fb, xb, pack_w = 12, 2 * LANES, True
     else:
@@ -157,17 +166,22 @@ def _divisor(n: int, lo: int, hi: int) -> int:
     return next((d for d in range(hi, lo - 1, -1) if n % d == 0), hi)
 
 
-def _conv2d_channels(N, CI, H, W, CO, KH, KW, S, pad, D, dtype, OH, OW, fb, xb, epi):
-    """The schedule for kernels larger than 1x1: vectorized over output channels.
+def _conv2d_channels(N, CI, H, W, CO, KH, KW, S, pad, D, dtype, OH, OW, fb, xb, epi,
+                     flat=False):
+    """The schedule for kernels larger than 1x1, and for 1x1 kernels on rows narrower than a
+    vector: vectorized over output channels.
 
     The weights are repacked per call into ``Wpack[f // FB, c, ry, rx, f % FB]`` and the
     output is accumulated in ``Oc[n, f // FB, y, x, f % FB]`` (channels innermost), computed
     at a tile of XB output columns x FB channels; each reduction step is FB/16 vector loads
     of weights, XB broadcasts of inputs and XB x FB/16 FMAs on register accumulators. The
     tile is then copied to O's NCHW layout (through the epilogue, if any). The (channel
-    tile, row) pairs are split between
-    the cores, channel tiles outermost: the rows of one channel tile reuse its weights from
-    L2 (all of res4's 3x3 weights, 2.3 MB, do not fit)."""
+    tile, row) pairs are split between the cores, channel tiles outermost: the rows of one
+    channel tile reuse its weights from L2 (all of res4's 3x3 weights, 2.3 MB, do not fit).
+
+    ``flat`` (small planes, e.g. ResNet's 7x7): ``Oc[n, f // FB, p, f % FB]`` holds a whole
+    plane of FB channels, its pixels ``p = y * OW + x`` tiled XB at a time across rows, so a
+    7-wide row does not leave most of a tile empty; the channel tiles run in parallel."""
     A = te.placeholder((N, CI, H, W), name="A", dtype=dtype)
     Wt = te.placeholder((CO, CI, KH, KW), name="W", dtype=dtype)
     P, read = _padded(A, N, CI, H, W, S, pad, dtype)
@@ -177,22 +191,38 @@ def _conv2d_channels(N, CI, H, W, CO, KH, KW, S, pad, D, dtype, OH, OW, fb, xb, 
     rc = te.reduce_axis((0, CI), name="rc")
     ry = te.reduce_axis((0, KH), name="ry")
     rx = te.reduce_axis((0, KW), name="rx")
-    Oc = te.compute((N, nfo, OH, OW, fb), lambda n, fo, y, x, fi: te.sum(
-        read(n, rc, y * S + ry * D, rx * D, x) * WP[fo, rc, ry, rx, fi], axis=[rc, ry, rx]),
-        name="Oc")
-    O, extra = epilogue("conv2d_nchw", lambda n, f, y, x: Oc[n, f // fb, y, x, f % fb],
-                        (N, CO, OH, OW), lambda n, f, y, x: f, CO, dtype, **epi)
+    if flat:                                  # pixels p = y * OW + x, tiled across rows
+        Oc = te.compute((N, nfo, OH * OW, fb), lambda n, fo, p, fi: te.sum(
+            read(n, rc, p // OW * S + ry * D, rx * D, p % OW) * WP[fo, rc, ry, rx, fi],
+            axis=[rc, ry, rx]), name="Oc")
+        at = lambda n, f, y, x: Oc[n, f // fb, y * OW + x, f % fb]        # noqa: E731
+    else:
+        Oc = te.compute((N, nfo, OH, OW, fb), lambda n, fo, y, x, fi: te.sum(
+            read(n, rc, y * S + ry * D, rx * D, x) * WP[fo, rc, ry, rx, fi], axis=[rc, ry, rx]),
+            name="Oc")
+        at = lambda n, f, y, x: Oc[n, f // fb, y, x, f % fb]              # noqa: E731
+    O, extra = epilogue("conv2d_nchw", at, (N, CO, OH, OW), lambda n, f, y, x: f, CO, dtype,
+                        **epi)
 
     s = create_schedule(O.op)
     n, f, y, x = O.op.axis
     fo, fi = s[O].split(f, factor=fb)
-    xo, xi = s[O].split(x, factor=xb)
-    s[O].reorder(n, fo, y, xo, fi, xi)
-    s[O].parallel(s[O].fuse(n, fo, y))
-    s[Oc].compute_at(s[O], xo)
-    *_, xc, fc = s[Oc].op.axis
-    s[Oc].reorder(*s[Oc].op.reduce_axis, xc, fc)
-    s[Oc].unroll(xc)
+    if flat:                                  # Oc holds a whole plane of FB channels
+        s[O].reorder(n, fo, fi, y, x)
+        nfo_ = s[O].fuse(n, fo)
+        s[O].parallel(nfo_)
+        s[Oc].compute_at(s[O], nfo_)
+        *_, pc, fc = s[Oc].op.axis
+        po, pc = s[Oc].split(pc, factor=xb)
+        s[Oc].reorder(po, *s[Oc].op.reduce_axis, pc, fc)
+    else:
+        xo, xi = s[O].split(x, factor=xb)
+        s[O].reorder(n, fo, y, xo, fi, xi)
+        s[O].parallel(s[O].fuse(n, fo, y))
+        s[Oc].compute_at(s[O], xo)
+        *_, pc, fc = s[Oc].op.axis
+        s[Oc].reorder(*s[Oc].op.reduce_axis, pc, fc)
+    s[Oc].unroll(pc)
     _vectorize_cols(s[Oc], fc, fb)
     if P is not None:
         s[P].parallel(s[P].fuse(*s[P].op.axis[:2]))

@@ -173,3 +173,103 @@ def fused_elementwise(n: int, dtype: str = "float32"):
     s[D].vectorize(vi)
     s[D].parallel(vo)
     return s, [A, B, C, D]
+
+
+def _check_epsilon(op: str, epsilon) -> float:
+    import math
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon >= 0 \
+            or math.isinf(epsilon):
+        raise TensorlangValueError(f"{op}: epsilon must be a finite number >= 0, got {epsilon!r}")
+    return float(epsilon)
+
+
+def log_softmax(rows: int, cols: int, dtype: str = "float32"):
+    """Y[i, j] = X[i, j] - max_j X[i, :] - log(sum_j exp(X[i, j] - max)) (the formula of
+    ``compute.log_softmax``; the per-row offset max + log(sum) is computed once per row).
+    Returns ``(schedule, [X, Y])`` (template ``"ops/log_softmax"``, knob ``acc``)."""
+    check_dims("log_softmax", rows=rows, cols=cols)
+    return _log_softmax_template(rows, cols, dt.check(dtype))
+
+
+@autotune.template("ops/log_softmax", warn_fallback=False)
+def _log_softmax_template(rows, cols, dtype):
+    X = te.placeholder((rows, cols), name="X", dtype=dtype)
+    k1 = te.reduce_axis((0, cols), name="k1")
+    k2 = te.reduce_axis((0, cols), name="k2")
+    mx = te.compute((rows,), lambda i: te.max(X[i, k1], axis=k1), name="rowmax")
+    sm = te.compute((rows,), lambda i: te.sum(te.exp(X[i, k2] - mx[i]), axis=k2), name="rowsum")
+    off = te.compute((rows,), lambda i: mx[i] + te.log(sm[i]), name="offset")
+    Y = te.compute((rows, cols), lambda i, j: X[i, j] - off[i], name="Y")
+    s = create_schedule(Y.op)
+    _rows_parallel(s, Y, [off], [mx, sm], vector_lanes(dtype), _acc_knob())
+    return s, [X, Y]
+
+
+def rms_norm(rows: int, cols: int, epsilon: float = 1e-6, dtype: str = "float32"):
+    """Y = X * rsqrt(mean_j(X[i, j]^2) + epsilon) * gamma over the last axis (the formula of
+    ``compute.rms_norm``, same default epsilon). Returns ``(schedule, [X, gamma, Y])``
+    (template ``"ops/rms_norm"``, knob ``acc``): one pass for the sum of squares, one for Y,
+    the row still in L1."""
+    check_dims("rms_norm", rows=rows, cols=cols)
+    return _rms_norm_template(rows, cols, _check_epsilon("rms_norm", epsilon), dt.check(dtype))
+
+
+@autotune.template("ops/rms_norm", warn_fallback=False)
+def _rms_norm_template(rows, cols, epsilon, dtype):
+    X = te.placeholder((rows, cols), name="X", dtype=dtype)
+    gamma = te.placeholder((cols,), name="gamma", dtype=dtype)
+    k = te.reduce_axis((0, cols), name="k")
+    sq = te.compute((rows,), lambda i: te.sum(X[i, k] * X[i, k], axis=k), name="sqsum")
+    rrms = te.compute((rows,), lambda i: te.rsqrt(sq[i] * te.const(1.0 / cols, dtype)
+                                                  + te.const(epsilon, dtype)), name="rrms")
+    Y = te.compute((rows, cols), lambda i, j: X[i, j] * rrms[i] * gamma[j], name="Y")
+    s = create_schedule(Y.op)
+    _rows_parallel(s, Y, [rrms], [sq], vector_lanes(dtype), _acc_knob())
+    return s, [X, gamma, Y]
+
+
+BN_PARALLEL_MIN = 32 * 1024   # elements worth a fork/join (see ops.injective.PARALLEL_MIN)
+
+
+def batch_norm(N: int, C: int, H: int, W: int, epsilon: float = 1e-5, dtype: str = "float32"):
+    """Inference batch norm over NCHW: Y = (X - mean[c]) * gamma[c] * rsqrt(var[c] + epsilon)
+    + beta[c] (``compute.batch_norm``'s formula, same default epsilon). Returns
+    ``(schedule, [X, gamma, beta, mean, var, Y])`` (template ``"ops/batch_norm"``).
+
+    The per-channel scale = gamma * rsqrt(var + eps) and shift = beta - mean * scale are
+    computed once, in two small stages of C elements; Y = X * scale + shift is then one
+    pass over memory, the (n, c) planes in parallel and each plane's H * W elements (fused)
+    vectorized, ``vec`` vectors per iteration (knob, default 1)."""
+    check_dims("batch_norm", N=N, C=C, H=H, W=W)
+    return _batch_norm_template(N, C, H, W, _check_epsilon("batch_norm", epsilon),
+                                dt.check(dtype))
+
+
+@autotune.template("ops/batch_norm", warn_fallback=False)
+def _batch_norm_template(N, C, H, W, epsilon, dtype):
+    X = te.placeholder((N, C, H, W), name="X", dtype=dtype)
+    gamma, beta, mean, var = (te.placeholder((C,), name=n, dtype=dtype)
+                              for n in ("gamma", "beta", "mean", "var"))
+    scale = te.compute((C,), lambda c: gamma[c] * te.rsqrt(var[c] + te.const(epsilon, dtype)),
+                       name="scale")
+    shift = te.compute((C,), lambda c: beta[c] - mean[c] * scale[c], name="shift")
+    Y = te.compute((N, C, H, W), lambda n, c, h, w: X[n, c, h, w] * scale[c] + shift[c],
+                   name="Y")
+    s = create_schedule(Y.op)
+    cfg = autotune.get_config()
+    lanes = vector_lanes(dtype)
+    vec = knob(cfg, "vec", [1, 2, 4], 1)
+    parallel = knob(cfg, "parallel", [0, 1], int(N * C * H * W >= BN_PARALLEL_MIN))
+    for st in (scale, shift):
+        s[st].vectorize(s[st].split(st.op.axis[0], factor=lanes)[1])
+    n, c, h, w = Y.op.axis
+    plane = s[Y].fuse(n, c)
+    hw = s[Y].fuse(h, w)
+    o, i = s[Y].split(hw, factor=lanes * vec)
+    if vec > 1:
+        u, i = s[Y].split(i, factor=lanes)
+        s[Y].unroll(u)
+    s[Y].vectorize(i)
+    if parallel:
+        s[Y].parallel(plane)
+    return s, [X, gamma, beta, mean, var, Y]
