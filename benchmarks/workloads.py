@@ -137,6 +137,40 @@ def depthwise(label, C, H, stride):
         key=["ops/depthwise_conv2d_nchw", [1, C, H, H, 3, 3, stride, 1, "float32"]])
 
 
+def conv2d_layout(layout, CI, H, CO, K, stride, pad):
+    """A ResNet conv2d in NHWC (HWIO weights) or NCHW16c (OIHW16i16o weights). PyTorch runs
+    NHWC as channels_last (views, no copies); it has no blocked layout, so for NCHWc it runs
+    NCHW on inputs converted once, outside the timing, and its output is copied back."""
+    OH = (H + 2 * pad - K) // stride + 1
+    if layout == "nhwc":
+        build = lambda: ops.conv2d_nhwc(1, H, H, CI, CO, K, K, stride=stride, padding=pad)  # noqa: E731
+        inputs = _rand((1, H, H, CI), (K, K, CI, CO))
+        nchw = lambda a, w: (a.transpose(0, 3, 1, 2), w.transpose(3, 2, 0, 1))              # noqa: E731
+        back = lambda o: o.transpose(0, 2, 3, 1)                                              # noqa: E731
+        torch = lambda t, a, w: t.nn.functional.conv2d(                                       # noqa: E731
+            a.permute(0, 3, 1, 2), w.permute(3, 2, 0, 1), stride=stride,
+            padding=pad).permute(0, 2, 3, 1)
+    else:
+        build = lambda: ops.conv2d_NCHWc(1, CI, H, H, CO, K, K, stride=stride, padding=pad)  # noqa: E731
+        inputs = _rand((1, CI // 16, H, H, 16), (CO // 16, CI // 16, K, K, 16, 16))
+        nchw = lambda a, w: (a.transpose(0, 1, 4, 2, 3).reshape(1, CI, H, H),                 # noqa: E731
+                             w.transpose(0, 5, 1, 4, 2, 3).reshape(CO, CI, K, K))
+        back = lambda o: o.reshape(1, CO // 16, 16, OH, OH).transpose(0, 1, 3, 4, 2)          # noqa: E731
+        converted = {}
+
+        def torch(t, a, w):
+            if "x" not in converted:
+                converted["x"] = [t.from_numpy(np.ascontiguousarray(x))
+                                  for x in nchw(a.numpy(), w.numpy())]
+            o = t.nn.functional.conv2d(*converted["x"], stride=stride, padding=pad)
+            return o.reshape(1, CO // 16, 16, OH, OH).permute(0, 1, 3, 4, 2).contiguous()
+    return Workload(
+        name=f"conv2d {layout} {CI}x{H}x{H}->{CO} {K}x{K}/{stride}", group="conv2d",
+        build=build, inputs=inputs,
+        numpy=lambda a, w: np.ascontiguousarray(back(conv2d_numpy(*nchw(a, w), stride, pad))),
+        torch=torch, flop=2.0 * CO * OH * OH * CI * K * K, atol=1e-3)
+
+
 # ----------------------------------------------------------------------------- rows
 
 def softmax_numpy(x):
@@ -176,6 +210,60 @@ def row_reduce(kind, rows, cols):
         rtol=1e-4, atol=1e-3)
 
 
+def library(name, build, inputs, ref, torch_fn, rtol=1e-4, atol=1e-4):
+    """One of the memory-bound operators of the library (pooling, norms, layout, reductions)."""
+    return Workload(name=name, group="library", build=build, inputs=inputs, numpy=ref,
+                    torch=torch_fn, rtol=rtol, atol=atol)
+
+
+def _max_pool_numpy(x):                      # 3x3, stride 2, padding 1 (ResNet-50's stem)
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
+    return sliding_window_view(xp, (3, 3), axis=(2, 3))[:, :, ::2, ::2].max(axis=(4, 5))
+
+
+def _rms_norm_numpy(x, g, eps=1e-6):
+    return (x / np.sqrt((x.astype(np.float64) ** 2).mean(-1, keepdims=True) + eps) * g
+            ).astype(np.float32)
+
+
+def _batch_norm_numpy(x, g, b, m, v, eps=1e-5):
+    c = lambda a: a[None, :, None, None]             # noqa: E731
+    return (x - c(m)) / np.sqrt(c(v) + eps) * c(g) + c(b)
+
+
+LIBRARY = [
+    library("max_pool2d 64x112x112 3x3/2", lambda: ops.max_pool2d(1, 64, 112, 112, 3, 2, 1),
+            _rand((1, 64, 112, 112)), _max_pool_numpy,
+            lambda t, x: t.nn.functional.max_pool2d(x, 3, 2, 1)),
+    library("global_avg_pool2d 2048x7x7", lambda: ops.global_avg_pool2d(1, 2048, 7, 7),
+            _rand((1, 2048, 7, 7)), lambda x: x.mean(axis=(2, 3), keepdims=True),
+            lambda t, x: t.nn.functional.adaptive_avg_pool2d(x, 1)),
+    library("batch_norm 64x112x112", lambda: ops.batch_norm(1, 64, 112, 112),
+            lambda rng: [rng.standard_normal((1, 64, 112, 112), dtype=np.float32),
+                         *rng.standard_normal((3, 64), dtype=np.float32),
+                         rng.random(64, dtype=np.float32) + 0.5],
+            _batch_norm_numpy,
+            lambda t, x, g, b, m, v: t.nn.functional.batch_norm(x, m, v, g, b, False, 0.0, 1e-5)),
+    library("log_softmax 4096x1024", lambda: ops.log_softmax(4096, 1024), _rand((4096, 1024)),
+            lambda x: x - x.max(-1, keepdims=True) - np.log(np.exp(
+                x - x.max(-1, keepdims=True)).sum(-1, keepdims=True)),
+            lambda t, x: t.log_softmax(x, -1)),
+    library("rms_norm 4096x1024", lambda: ops.rms_norm(4096, 1024),
+            _rand((4096, 1024), (1024,)), _rms_norm_numpy,
+            lambda t, x, g: t.nn.functional.rms_norm(x, (1024,), g, 1e-6)),
+    library("gelu_tanh 4096x1024", lambda: ops.injective("gelu", (4096, 1024), approximate="tanh"),
+            _rand((4096, 1024)), _gelu_tanh,
+            lambda t, x: t.nn.functional.gelu(x, approximate="tanh")),
+    library("add bcast 4096x1024+1024", lambda: ops.injective("add", (4096, 1024), (1024,)),
+            _rand((4096, 1024), (1024,)), np.add, lambda t, a, b: a + b),
+    library("transpose 1024x1024", lambda: ops.injective("transpose", (1024, 1024)),
+            _rand((1024, 1024)), lambda x: np.ascontiguousarray(x.T),
+            lambda t, x: x.t().contiguous(), rtol=0, atol=0),
+    library("sum axis 0 4096x1024", lambda: ops.reduce("sum", (4096, 1024), axis=0),
+            _rand((4096, 1024)), lambda x: x.sum(axis=0), lambda t, x: x.sum(0), atol=1e-3),
+]
+
+
 def elementwise(n):
     return Workload(
         name=f"relu(a*b+c) {n // (1 << 20)}M", group="elementwise",
@@ -213,10 +301,12 @@ WORKLOADS = [
     batch_matmul(12, 128, 128, 64), batch_matmul(12, 128, 64, 128),
     *(conv2d(*layer) for layer in RESNET50),
     conv2d_block_end(64, 56, 256),
+    conv2d_layout("nhwc", 64, 56, 64, 3, 1, 1), conv2d_layout("NCHWc", 64, 56, 64, 3, 1, 1),
+    conv2d_layout("nhwc", 256, 14, 256, 3, 1, 1), conv2d_layout("NCHWc", 256, 14, 256, 3, 1, 1),
     *(depthwise("mbv2", *layer) for layer in MOBILENET_V2),
     softmax(4096, 1024), layer_norm(4096, 1024),
     row_reduce("sum", 4096, 1024), row_reduce("max", 4096, 1024),
-    elementwise(16 << 20),
+    elementwise(16 << 20), *LIBRARY,
 ]
 
 
