@@ -36,6 +36,8 @@ from .. import dtype as dt
 from .. import te
 from ..errors import TensorlangValueError
 from .common import check_dims, knob, vector_lanes
+from .compute.nn import _epsilon as _check_epsilon
+from .injective import PARALLEL_MIN
 from ..schedule import create_schedule
 
 ACC = 4           # independent vector accumulators of a row reduction
@@ -175,14 +177,6 @@ def fused_elementwise(n: int, dtype: str = "float32"):
     return s, [A, B, C, D]
 
 
-def _check_epsilon(op: str, epsilon) -> float:
-    import math
-    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon >= 0 \
-            or math.isinf(epsilon):
-        raise TensorlangValueError(f"{op}: epsilon must be a finite number >= 0, got {epsilon!r}")
-    return float(epsilon)
-
-
 def log_softmax(rows: int, cols: int, dtype: str = "float32"):
     """Y[i, j] = X[i, j] - max_j X[i, :] - log(sum_j exp(X[i, j] - max)) (the formula of
     ``compute.log_softmax``; the per-row offset max + log(sum) is computed once per row).
@@ -228,9 +222,6 @@ def _rms_norm_template(rows, cols, epsilon, dtype):
     return s, [X, gamma, Y]
 
 
-BN_PARALLEL_MIN = 32 * 1024   # elements worth a fork/join (see ops.injective.PARALLEL_MIN)
-
-
 def batch_norm(N: int, C: int, H: int, W: int, epsilon: float = 1e-5, dtype: str = "float32"):
     """Inference batch norm over NCHW: Y = (X - mean[c]) * gamma[c] * rsqrt(var[c] + epsilon)
     + beta[c] (``compute.batch_norm``'s formula, same default epsilon). Returns
@@ -259,7 +250,7 @@ def _batch_norm_template(N, C, H, W, epsilon, dtype):
     cfg = autotune.get_config()
     lanes = vector_lanes(dtype)
     vec = knob(cfg, "vec", [1, 2, 4], 1)
-    parallel = knob(cfg, "parallel", [0, 1], int(N * C * H * W >= BN_PARALLEL_MIN))
+    parallel = knob(cfg, "parallel", [0, 1], int(N * C * H * W >= PARALLEL_MIN))
     for st in (scale, shift):
         s[st].vectorize(s[st].split(st.op.axis[0], factor=lanes)[1])
     n, c, h, w = Y.op.axis
