@@ -53,3 +53,22 @@ def epilogue(op: str, value, shape: tuple, channel, channels: int, dtype: str,
             v = v + res[i]
         return apply_activation(v, activation, op)
     return te.compute(shape, body, name=name), extra
+
+
+def output_stages(op: str, accumulate, shape: tuple, channel, channels: int, dtype: str,
+                  bias: bool = False, residual: bool = False, activation: str | None = None,
+                  name: str = "O"):
+    """The schedule of an accumulating operator and its two stages: ``(s, out, acc, extra)``.
+    ``accumulate(name)`` builds the accumulator tensor. With an epilogue (see ``epilogue``)
+    ``out`` is the epilogue stage named ``name`` and ``acc`` the accumulator ("acc");
+    without one, the accumulator is the output and ``acc`` its write cache. Either way the
+    caller computes ``acc`` at tiles of ``out``; ``extra`` are the epilogue's inputs."""
+    from ..schedule import create_schedule
+    if bias or residual or activation is not None:
+        acc = accumulate("acc")
+        out, extra = epilogue(op, lambda *i: acc[i], shape, channel, channels, dtype,
+                              bias=bias, residual=residual, activation=activation, name=name)
+        return create_schedule(out.op), out, acc, extra
+    out = accumulate(name)
+    s = create_schedule(out.op)
+    return s, out, s.cache_write(out, "global"), []

@@ -49,7 +49,7 @@ import autotune
 from .. import te
 from .. import dtype as dt
 from ..errors import TensorlangValueError
-from .common import check_dims, epilogue, knob
+from .common import check_dims, epilogue, knob, output_stages
 from ..schedule import create_schedule
 
 LANES = 16          # float32 lanes of a 512-bit vector
@@ -252,19 +252,11 @@ def _conv2d(N, CI, H, W, CO, KH, KW, S, pad, D, groups, dtype, OH, OW, fb, xb, p
     ry = te.reduce_axis((0, KH), name="ry")
     rx = te.reduce_axis((0, KW), name="rx")
     ch = (lambda f: rc) if groups == 1 else (lambda f: f // cog * cig + rc)
-    fused = epi["bias"] or epi["residual"] or epi["activation"] is not None
-    acc = te.compute((N, CO, OH, OW), lambda n, f, y, x: te.sum(
-        read(n, ch(f), y * S + ry * D, rx * D, x) * weight(f, rc, ry, rx), axis=[rc, ry, rx]),
-        name="acc" if fused else "O")
-    if fused:                                 # the epilogue stage, acc at its tiles
-        O, extra = epilogue("conv2d_nchw", lambda *i: acc[i], (N, CO, OH, OW),
-                            lambda n, f, y, x: f, CO, dtype, **epi)
-        s = create_schedule(O.op)
-        OL = acc
-    else:
-        O, extra = acc, []
-        s = create_schedule(O.op)
-        OL = s.cache_write(O, "global")
+    s, O, OL, extra = output_stages(
+        "conv2d_nchw", lambda name: te.compute((N, CO, OH, OW), lambda n, f, y, x: te.sum(
+            read(n, ch(f), y * S + ry * D, rx * D, x) * weight(f, rc, ry, rx),
+            axis=[rc, ry, rx]), name=name),
+        (N, CO, OH, OW), lambda n, f, y, x: f, CO, dtype, **epi)
     n, f, y, x = O.op.axis
     fo, fi = s[O].split(f, factor=fb)
     xo, xi = s[O].split(x, factor=xb)
@@ -305,7 +297,7 @@ def depthwise_conv2d_nchw(N, C, H, W, KH, KW, stride=1, padding=0, dtype="float3
 @autotune.template("ops/depthwise_conv2d_nchw", warn_fallback=False)
 def _depthwise_template(N, C, H, W, KH, KW, stride, padding, dtype, *, bias=False,
                         residual=False, activation=None):
-    OH, OW = (H + 2 * padding - KH) // stride + 1, (W + 2 * padding - KW) // stride + 1
+    OH, OW = _out_size(H, W, KH, KW, stride, padding)
     S, pad = stride, padding
     cfg = autotune.get_config()
     yb = knob(cfg, "yb", [1, 2, 4, 8], 4)
@@ -316,20 +308,11 @@ def _depthwise_template(N, C, H, W, KH, KW, stride, padding, dtype, *, bias=Fals
     P, read = _padded(A, N, C, H, W, S, pad, dtype)
     ry = te.reduce_axis((0, KH), name="ry")
     rx = te.reduce_axis((0, KW), name="rx")
-    fused = bias or residual or activation is not None
-    acc = te.compute((N, C, OH, OW), lambda n, c, y, x: te.sum(
-        read(n, c, y * S + ry, rx, x) * Wt[c, 0, ry, rx], axis=[ry, rx]),
-        name="acc" if fused else "O")
-    if fused:
-        O, extra = epilogue("depthwise_conv2d_nchw", lambda *i: acc[i], (N, C, OH, OW),
-                            lambda n, c, y, x: c, C, dtype, bias=bias, residual=residual,
-                            activation=activation)
-        s = create_schedule(O.op)
-        OL = acc
-    else:
-        O, extra = acc, []
-        s = create_schedule(O.op)
-        OL = s.cache_write(O, "global")
+    s, O, OL, extra = output_stages(
+        "depthwise_conv2d_nchw", lambda name: te.compute((N, C, OH, OW), lambda n, c, y, x:
+            te.sum(read(n, c, y * S + ry, rx, x) * Wt[c, 0, ry, rx], axis=[ry, rx]), name=name),
+        (N, C, OH, OW), lambda n, c, y, x: c, C, dtype, bias=bias, residual=residual,
+        activation=activation)
     n, c, y, x = O.op.axis
     yo, yi = s[O].split(y, factor=yb)
     xo, xi = s[O].split(x, factor=xb)

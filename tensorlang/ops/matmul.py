@@ -126,21 +126,13 @@ def _gemm(batch: tuple, M: int, N: int, K: int, dtype: str, transpose_b: bool = 
                                                    b_at(i[:nb], i[nb + 1], i[nb] * NB + i[nb + 2]),
                                                    te.const(0, dtype)),
                         name="packedB")
-    C = te.compute((*batch, M, N),
-                   lambda *i: te.sum(A[(*i[:nb], i[nb], k)] * PB[(*i[:nb], i[nb + 1] // NB, k,
-                                                                  i[nb + 1] % NB)], axis=k),
-                   name="acc" if epilogue else "C")
-    args = [A, B]
-    if epilogue:                                 # Y = act(C + bias); C at Y's tiles
-        out, extra = common.epilogue("dense", lambda *i: C[i], (*batch, M, N), lambda *i: i[-1],
-                                     N, dtype, bias=bias, activation=activation, name="Y")
-        args += extra
-        s = create_schedule(out.op)
-        CC = C
-    else:
-        out = C
-        s = create_schedule(C.op)
-        CC = s.cache_write(C, "global")
+    s, out, CC, extra = common.output_stages(
+        "dense", lambda name: te.compute((*batch, M, N), lambda *i: te.sum(
+            A[(*i[:nb], i[nb], k)] * PB[(*i[:nb], i[nb + 1] // NB, k, i[nb + 1] % NB)], axis=k),
+            name=name),
+        (*batch, M, N), lambda *i: i[-1], N, dtype, bias=bias, activation=activation,
+        name="Y" if epilogue else "C")
+    args = [A, B, *extra]
     *b, m, n = out.op.axis
     mo, no, mi, ni = s[out].tile(m, n, tile_m, NB)
     s[out].vectorize(ni)

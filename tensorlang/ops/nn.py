@@ -49,10 +49,9 @@ def _row_axis_vectorize(s, stage, lanes) -> None:
     s[stage].vectorize(s[stage].split(stage.op.axis[-1], factor=lanes)[1])
 
 
-def _vector_reduce(s, red, at_stage, at_axis, lanes: int, acc_n: int = ACC) -> None:
-    """Accumulate the one-axis reduction ``red`` in ACC vectors of ``lanes`` (two rfactors),
-    with its partial results computed at ``at_stage``'s ``at_axis``."""
-    k, = s[red].op.reduce_axis
+def vector_partials(s, red, k, lanes: int, acc_n: int = ACC) -> list:
+    """Accumulate ``red`` over its one reduction loop ``k`` in ``acc_n`` vectors of ``lanes``
+    (two rfactors); returns the two partial stages, for the caller to place."""
     _, lane = s[red].split(k, factor=lanes)
     rf = s.rfactor(red, lane)                    # rf[lane, i]: over k // lanes
     _, acc = s[rf].split(s[rf].op.reduce_axis[0], factor=acc_n)
@@ -64,7 +63,15 @@ def _vector_reduce(s, red, at_stage, at_axis, lanes: int, acc_n: int = ACC) -> N
     lane1, *rows = rf.op.axis
     s[rf].reorder(*rows, s[rf].op.reduce_axis[0], lane1)
     s[rf].vectorize(lane1)
-    for stage in (rf2, rf) if at_stage is s[red] else (rf2, rf, red):
+    return [rf2, rf]
+
+
+def _vector_reduce(s, red, at_stage, at_axis, lanes: int, acc_n: int = ACC) -> None:
+    """Accumulate the one-axis reduction ``red`` in ACC vectors of ``lanes`` (two rfactors),
+    with its partial results computed at ``at_stage``'s ``at_axis``."""
+    k, = s[red].op.reduce_axis
+    partials = vector_partials(s, red, k, lanes, acc_n)
+    for stage in partials if at_stage is s[red] else partials + [red]:
         s[stage].compute_at(at_stage, at_axis)
 
 

@@ -4,7 +4,7 @@ argmin`` (the compute definitions of :mod:`tensorlang.ops.compute.reduce`) and
 
 * **the innermost input axes are reduced** (e.g. ``axis=-1``, or ``axis=None``): each output
   element reduces a contiguous run of the input, so the reduction axes are fused into one
-  and accumulated in ``acc`` independent vectors by two rfactors (``nn._vector_reduce``'s
+  and accumulated in ``acc`` independent vectors by two rfactors (``nn.vector_partials``'
   scheme: one vector accumulator would chain every add on the previous one); the output
   elements (rows) run in parallel, with every stage of a row (mean's division, argmax's
   extreme value then its first index) computed at the row.
@@ -34,28 +34,11 @@ from . import compute
 from .common import check_dims, knob, vector_lanes
 from .compute.reduce import normalize_axes
 from .injective import PARALLEL_MIN, _size
+from .nn import vector_partials
 
 OPS = ("argmax", "argmin", "max", "mean", "min", "sum")
 ACC = 4          # vector accumulators of a contiguous reduction
 NV = 8           # vectors of an output tile when the innermost axis is kept
-
-
-def _vector_reduce(s, red, k, lanes: int, acc_n: int) -> list:
-    """Accumulate ``red`` over its (single, possibly fused) reduction loop ``k`` in
-    ``acc_n`` vectors of ``lanes`` (two rfactors, as ``nn._vector_reduce``); returns the
-    partial stages, to compute at the consumer's loop."""
-    _, lane = s[red].split(k, factor=lanes)
-    rf = s.rfactor(red, lane)
-    _, acc = s[rf].split(s[rf].op.reduce_axis[0], factor=acc_n)
-    rf2 = s.rfactor(rf, acc)
-    acc2, lane2, *rows = rf2.op.axis
-    s[rf2].reorder(*rows, s[rf2].op.reduce_axis[0], acc2, lane2)
-    s[rf2].unroll(acc2)
-    s[rf2].vectorize(lane2)
-    lane1, *rows = rf.op.axis
-    s[rf].reorder(*rows, s[rf].op.reduce_axis[0], lane1)
-    s[rf].vectorize(lane1)
-    return [rf2, rf]
 
 
 def _fuse_reduce(s, red):
@@ -70,7 +53,7 @@ def _inner_reduced(s, out, reds, lanes, acc_n, parallel):
     for red in reds:
         k = _fuse_reduce(s, red)
         if red.op.tag != "comm_reduce_idx":  # argmax's index: a select on a `||`, which
-            at += _vector_reduce(s, red, k, lanes, acc_n)   # does not vectorize
+            at += vector_partials(s, red, k, lanes, acc_n)   # does not vectorize
         if red is not out:
             at.append(red)
     if not out.op.axis:         # a 0-D output: one element, nothing to split
