@@ -11,12 +11,12 @@ record. The names follow AutoTVM's.
         s, args = matmul(512, 512, 512, "float32")
 """
 
-from . import callback, record  # noqa: F401
+from tensorlang.dispatch import record, space, task  # noqa: F401  (the dispatch core)
+from . import callback  # noqa: F401
 from .measure import (BuildResult, ErrorClass, LocalBuilder, LocalRunner, MeasureResult,
                       measure_option)
-from .record import apply_history_best
-from .space import ConfigEntity, ConfigSpace, SpaceError
-from .task import TEMPLATES, ApplyConfig, Task, create_task, get_config, template
+from tensorlang.dispatch import (TEMPLATES, ApplyConfig, ConfigEntity, ConfigSpace, SpaceError,
+                                 Task, apply_history_best, create_task, get_config, template)
 from .tuner import GATuner, GridSearchTuner, RandomTuner, Tuner
 
 __all__ = ["ApplyConfig", "BuildResult", "ConfigEntity", "ConfigSpace", "ErrorClass",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import record
+from tensorlang.dispatch import record
 
 
 def log_to_file(path):

@@ -21,7 +21,9 @@ from collections import Counter
 
 from tensorlang.errors import TensorlangError
 
-from . import callback, record
+from tensorlang.dispatch import record
+
+from . import callback
 
 
 def show(path) -> str:
@@ -45,7 +47,7 @@ def show(path) -> str:
 
 def validate(path, modules) -> bool:
     from .measure import LocalBuilder, LocalRunner
-    from .task import Task
+    from tensorlang.dispatch import Task
     for m in modules:
         importlib.import_module(m)
     builder, runner = LocalBuilder(n_parallel=1), LocalRunner(number=1, repeat=1)

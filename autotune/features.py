@@ -61,7 +61,7 @@ import numpy as np
 
 from tensorlang import dtype as dt
 from tensorlang.arith import const_int, walk
-from tensorlang.te.expr import Binary, Call, Cast, Const, Select, Var
+from tensorlang.te.expr import Binary, Call, Cast, Const, Let, Select, Var
 from tensorlang.tir.nodes import Allocate, For, IfThenElse, Load, Seq, Store
 
 MAX_LOOPS = 8
@@ -241,6 +241,8 @@ def _count_ops(e) -> int:
         return _count_ops(e.value)
     if isinstance(e, Select):
         return _count_ops(e.cond) + _count_ops(e.true_value) + _count_ops(e.false_value)
+    if isinstance(e, Let):
+        return _count_ops(e.value) + _count_ops(e.body)
     return sum(_count_ops(c) for c in getattr(e, "args", ()) if hasattr(c, "dtype"))
 
 

@@ -37,8 +37,7 @@ from pathlib import Path
 
 from tensorlang.errors import TensorlangError
 
-from . import record
-from .task import TEMPLATES, Task
+from tensorlang.dispatch import TEMPLATES, Task, record
 
 TUNERS = ("xgb", "ga", "random", "grid")
 _TOP = {"modules", "log", "measure", "ray", "task"}

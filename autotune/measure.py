@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .pool import WorkerPool
-from .record import host_info
+from tensorlang.dispatch.record import host_info
 
 
 class ErrorClass(enum.Enum):
@@ -70,7 +70,7 @@ class MeasureResult:
 # ----------------------------------------------------------------------------- worker jobs
 
 def _template(module: str, name: str):
-    from .task import TEMPLATES
+    from tensorlang.dispatch import TEMPLATES
     if name not in TEMPLATES:
         importlib.import_module(module)           # registers the module's templates
     return TEMPLATES[name]

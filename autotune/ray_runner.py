@@ -25,7 +25,7 @@ import sys
 import time
 
 from .measure import ErrorClass, LocalBuilder, LocalRunner, MeasureResult, _template
-from .record import host_info
+from tensorlang.dispatch.record import host_info
 
 
 class MeasureActor:
@@ -41,7 +41,7 @@ class MeasureActor:
         return host_info()
 
     def measure(self, module, name, args, target, knobs) -> MeasureResult:
-        from .task import Task
+        from tensorlang.dispatch import Task
         key = json.dumps([name, args, target])
         if key not in self.tasks:
             _template(module, name)

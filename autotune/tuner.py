@@ -24,8 +24,7 @@ import time
 import numpy as np
 
 from . import measure as measure_mod
-from . import record
-from .space import SpaceError
+from tensorlang.dispatch import SpaceError, record
 
 
 class Tuner:

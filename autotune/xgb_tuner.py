@@ -30,9 +30,9 @@ import xgboost as xgb
 
 from tensorlang.tir.lower import lower_schedule
 
-from . import record
+from tensorlang.dispatch import record
 from .features import FEATURE_LEN, curve_features, itervar_features
-from .task import Task
+from tensorlang.dispatch import Task
 from .tuner import RandomTuner, result_of
 
 

@@ -109,7 +109,7 @@ def conv2d(label, CI, H, CO, K, stride, pad):
         numpy=lambda a, w: conv2d_numpy(a, w, stride, pad),
         torch=lambda t, a, w: t.nn.functional.conv2d(a, w, stride=stride, padding=pad),
         flop=2.0 * CO * OH * OH * CI * K * K, atol=1e-3,
-        key=["ops/conv2d_nchw", [1, CI, H, H, CO, K, K, stride, pad, "float32"]])
+        key=["ops/conv2d_nchw", [1, CI, H, H, CO, K, K, stride, pad, "float32", 1, 1]])
 
 
 def conv2d_block_end(CI, H, CO):
@@ -122,7 +122,7 @@ def conv2d_block_end(CI, H, CO):
         numpy=lambda a, w, b, r: np.maximum(conv2d_numpy(a, w, 1, 0) + b[:, None, None] + r, 0),
         torch=lambda t, a, w, b, r: t.relu(t.nn.functional.conv2d(a, w, b) + r),
         flop=2.0 * CO * H * H * CI, atol=1e-3,
-        key=["ops/conv2d_nchw", [1, CI, H, H, CO, 1, 1, 1, 0, "float32"]])
+        key=["ops/conv2d_nchw", [1, CI, H, H, CO, 1, 1, 1, 0, "float32", 1, 1]])
 
 
 def depthwise(label, C, H, stride):
@@ -151,7 +151,8 @@ def conv2d_layout(layout, CI, H, CO, K, stride, pad):
             a.permute(0, 3, 1, 2), w.permute(3, 2, 0, 1), stride=stride,
             padding=pad).permute(0, 2, 3, 1)
     else:
-        build = lambda: ops.conv2d_NCHWc(1, CI, H, H, CO, K, K, stride=stride, padding=pad)  # noqa: E731
+        build = lambda: ops.conv2d_NCHWc(1, CI, H, H, CO, K, K, stride=stride, padding=pad,    # noqa: E731
+                                         ic_block=16, oc_block=16, weights="prepacked")
         inputs = _rand((1, CI // 16, H, H, 16), (CO // 16, CI // 16, K, K, 16, 16))
         nchw = lambda a, w: (a.transpose(0, 1, 4, 2, 3).reshape(1, CI, H, H),                 # noqa: E731
                              w.transpose(0, 5, 1, 4, 2, 3).reshape(CO, CI, K, K))
@@ -313,8 +314,8 @@ WORKLOADS = [
 def shipped_keys() -> set:
     """The workloads (as JSON text) with a record for this target in the log shipped for this
     CPU (``ops.shipped_log()``)."""
-    from autotune.record import load_from_file
+    from tensorlang.dispatch import load_from_file
     log, target = ops.shipped_log(), str(tl.target.Target("llvm"))
-    if not log.exists():
+    if not log.is_file():
         return set()
     return {json.dumps(r["workload"]) for r in load_from_file(log) if r["target"] == target}

@@ -46,7 +46,7 @@ def main():
     rng = np.random.default_rng(0)
     cases = []
     for spec in job.tasks:
-        tpl = autotune.task.TEMPLATES[spec.template]
+        tpl = autotune.TEMPLATES[spec.template]
         with autotune.apply_history_best(log):
             s, tensors = tpl(*spec.args)
         tuned = tl.build(s, tensors)

@@ -6,6 +6,7 @@ machine code through LLVM. The names mirror TVM's classic ``te`` API.
 """
 
 from . import arith, codegen, nd, runtime, schedule, target, te, testing, tir  # noqa: F401
+from . import dispatch, ops  # noqa: F401,E402  (after the core: ops registers its templates)
 from .driver import build, lower, lower_trace
 from .errors import (ArgumentError, BoundsError, IRVerifyError, LoweringError, ScheduleError,
                      TensorlangError, TensorlangTypeError, TensorlangValueError)
@@ -16,19 +17,12 @@ from .te.expr import (Expr, IterVar, Var, abs, all, any, ceil, const, cos, erf, 
                       floordiv, floormod, if_then_else, isnan, log, log2, log10, max_value,
                       min_value, power, round, rsqrt, sigmoid, sin, sqrt, structural_equal, tanh,
                       trunc, truncdiv, truncmod, var)
+from .te.expr import get_const_tuple  # noqa: F401  (TVM's topi.utils.get_const_tuple)
 from .te.expr import floordiv as indexdiv, floormod as indexmod
 from .te.tensor import Tensor, comm_reducer, compute, max, min, placeholder, reduce_axis, sum
 
 __version__ = "0.1.0"
 
-
-def __getattr__(name):
-    # tensorlang.ops registers autotune templates, and autotune imports tensorlang: ops is
-    # imported on first use so that either package can be imported first
-    if name == "ops":
-        import importlib
-        return importlib.import_module(".ops", __name__)
-    raise AttributeError(f"module 'tensorlang' has no attribute {name!r}")
 
 # ``import tensorlang as tvm; from tensorlang import te`` ports TVM tutorials: tvm.build,
 # tvm.lower, tvm.nd.array, tvm.cpu/tvm.device, tvm.target.Target, tvm.testing, tvm.tir.*
@@ -38,7 +32,7 @@ __all__ = [
     "nd", "target", "testing", "thread_axis", "te", "tir", "IRVerifyError", "IterVar", "LoweringError", "Module",
     "Schedule", "ScheduleError", "Stage", "Tensor", "TensorlangError", "TensorlangTypeError",
     "TensorlangValueError", "Var", "abs", "all", "any", "build", "ceil", "comm_reducer",
-    "compute", "const", "create_schedule", "erf", "exp", "floor", "floordiv", "floormod",
+    "compute", "const", "create_schedule", "erf", "exp", "floor", "floordiv", "floormod", "get_const_tuple",
     "if_then_else", "load_module", "log", "lower", "lower_trace", "max", "max_value", "min",
     "min_value", "placeholder", "power", "reduce_axis", "rsqrt", "sigmoid", "sqrt",
     "structural_equal", "sum", "tanh", "truncdiv", "truncmod", "var", "sin", "cos", "exp2",

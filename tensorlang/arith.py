@@ -1,7 +1,8 @@
 """Index arithmetic shared by every stage of the compiler.
 
-* generic traversal of the frozen-dataclass IR: ``map_children``, ``rewrite``, ``walk``,
-  ``substitute``;
+* generic traversal of the frozen-dataclass IR: ``map_children``, ``children``, ``rewrite``,
+  ``walk``, ``substitute``; ``rewrite`` and ``walk`` visit a node shared in several places
+  once, so they are linear in the number of distinct nodes;
 * interval bounds of integer expressions (``bound``), given the ranges of loop variables;
 * ``simplify``: constant folding, canonical linear sums (``i*32 + j``), and the rules that
   make split/fuse index arithmetic vanish when ranges prove it (``(i*32 + j) // 32 -> i``
@@ -14,7 +15,7 @@ import dataclasses
 import math
 
 from . import dtype as dt
-from .te.expr import (Binary, Call, Cast, Const, Expr, IterVar, Node, Not, Select, Var, binary,
+from .te.expr import (Binary, Call, Cast, Const, Expr, IterVar, Let, Node, Not, Select, Var, binary,
                       structural_equal,
                       cast)
 
@@ -27,42 +28,74 @@ def _is_child(x) -> bool:
     return isinstance(x, Node) and not getattr(x, "leaf_node", False)
 
 
+_FIELDS: dict = {}
+
+
+def _field_names(node) -> tuple:
+    """The dataclass field names of ``node``'s class (cached: ``dataclasses.fields`` is slow)."""
+    names = _FIELDS.get(type(node))
+    if names is None:
+        names = _FIELDS[type(node)] = tuple(f.name for f in dataclasses.fields(node))
+    return names
+
+
 def map_children(node, f):
     """Return ``node`` with ``f`` applied to each child node (fields holding nodes or tuples of
     nodes); the same object when nothing changed."""
     changes = {}
-    for fld in dataclasses.fields(node):
-        v = getattr(node, fld.name)
+    for name in _field_names(node):
+        v = getattr(node, name)
         if _is_child(v):
             nv = f(v)
             if nv is not v:
-                changes[fld.name] = nv
+                changes[name] = nv
         elif isinstance(v, tuple) and any(_is_child(x) for x in v):
             nv = tuple(f(x) if _is_child(x) else x for x in v)
             if any(a is not b for a, b in zip(nv, v)):
-                changes[fld.name] = nv
+                changes[name] = nv
     return dataclasses.replace(node, **changes) if changes else node
 
 
 def rewrite(node, fn):
     """Rewrite bottom-up: children first, then ``fn(node)``; ``fn`` returns a replacement
-    node or ``None`` to keep the node."""
-    node = map_children(node, lambda c: rewrite(c, fn))
-    out = fn(node)
-    return node if out is None else out
+    node or ``None`` to keep the node. Memoized by identity: a node shared in several places
+    is rewritten once and the result is shared (so the work is linear in the number of
+    distinct nodes, and sharing survives). ``fn`` must depend on the node alone."""
+    done: dict = {}
+
+    def go(n):
+        r = done.get(id(n))
+        if r is None:
+            m = map_children(n, go)
+            out = fn(m)
+            r = done[id(n)] = (n, m if out is None else out)   # n: keeps id(n) unique
+        return r[1]
+    return go(node)
+
+
+def children(node) -> list:
+    """The child nodes of ``node`` (fields holding nodes or tuples of nodes), in field order."""
+    out = []
+    for name in _field_names(node):
+        v = getattr(node, name)
+        if _is_child(v):
+            out.append(v)
+        elif isinstance(v, tuple):
+            out.extend(x for x in v if _is_child(x))
+    return out
 
 
 def walk(node):
-    """Yield ``node`` and all nodes below it, parents first."""
-    yield node
-    for fld in dataclasses.fields(node):
-        v = getattr(node, fld.name)
-        if _is_child(v):
-            yield from walk(v)
-        elif isinstance(v, tuple):
-            for x in v:
-                if _is_child(x):
-                    yield from walk(x)
+    """Yield ``node`` and every distinct node below it, parents first (depth-first, in field
+    order); a node shared in several places is yielded once."""
+    seen, stack = set(), [node]
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        yield n
+        stack.extend(reversed(children(n)))
 
 
 def substitute(node, mapping):
@@ -79,12 +112,15 @@ def substitute(node, mapping):
 
 
 def free_vars(node) -> dict:
-    """The variables ``node`` reads, as a dict uid -> Var (insertion ordered)."""
-    out = {}
+    """The variables ``node`` reads, as a dict uid -> Var (insertion ordered); the variables
+    its ``Let``s bind are not free."""
+    out, bound_here = {}, set()
     for n in walk(node):
         if isinstance(n, Var):
             out.setdefault(n.uid, n)
-    return out
+        elif isinstance(n, Let):
+            bound_here.add(n.var.uid)
+    return {u: v for u, v in out.items() if u not in bound_here} if bound_here else out
 
 
 def may_fault(e) -> bool:
@@ -432,5 +468,5 @@ def ceildiv(a: Expr, b: Expr) -> Expr:
     return simplify(binary("floordiv", binary("add", a, binary("sub", b, 1)), b))
 
 
-__all__ = ["map_children", "rewrite", "walk", "substitute", "free_vars", "bound", "interval", "linear",
+__all__ = ["map_children", "rewrite", "children", "walk", "substitute", "free_vars", "bound", "interval", "linear",
            "from_linear", "simplify", "const_int", "ceildiv"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import TensorlangTypeError
+from .errors import TensorlangTypeError, TensorlangValueError
 from .schedule.schedule import Schedule
 from .tir.lower import lower_schedule
 from .tir.nodes import PrimFunc
@@ -57,7 +57,11 @@ def lower(sch: Schedule, args, name: str = "main", simple_mode: bool = True,
 def build(sch, args=None, target="llvm", target_host=None, name: str = "main",
           bounds_check: bool = False, fast_math: bool = False, dump_ir: str | None = None):
     """Compile ``sch`` (a Schedule, with ``args``; or a PrimFunc from ``lower``) to a callable
-    Module. ``bounds_check=True`` makes every load and store check its index and raise
+    Module. Several kernels go into one module (one LLVM module, one object code for the
+    JIT and ``export_library``) when ``sch`` is a list of PrimFuncs
+    (``tl.lower(s, args, name=...)``) or a dict ``{name: (schedule, args)}``; ``mod[name]``
+    is then each kernel.
+    ``bounds_check=True`` makes every load and store check its index and raise
     ``BoundsError`` instead of touching memory outside a buffer; ``fast_math=True`` lets LLVM
     reassociate floating-point arithmetic (NaN and infinity semantics are kept).
     ``target_host`` is accepted for TVM compatibility (the host is always this CPU)."""
@@ -67,19 +71,54 @@ def build(sch, args=None, target="llvm", target_host=None, name: str = "main",
     import llvmlite.binding as llvm
 
     tgt = Target.parse(target)
-    if isinstance(sch, PrimFunc):
-        func = sch
-    elif isinstance(sch, Schedule):
-        if args is None:
-            raise TensorlangTypeError("build: pass the argument tensors, e.g. tl.build(s, [A, B, C])")
-        func = lower(sch, args, name, dump_ir=dump_ir)
-    else:
-        raise TensorlangTypeError(f"build expects a Schedule or a lowered function, got {type(sch).__name__}")
-    ir_text, meta = codegen(func, tgt, bounds_check=bounds_check, fast_math=fast_math)
+    funcs = _kernels(sch, args, name, dump_ir)
+    ir_text, meta = codegen(funcs, tgt, bounds_check=bounds_check, fast_math=fast_math, name=name)
     init_llvm()
     mod = parse_and_optimize(ir_text, tgt)
-    engine = llvm.create_mcjit_compiler(mod, tgt.machine())
+    # position-independent code, so that the object the JIT loads also links into a shared
+    # library: the object cache hands it to us, and export_library only has to link it
+    engine = llvm.create_mcjit_compiler(mod, tgt.machine(pic=True))
+    objects = []
+    engine.set_object_cache(lambda _module, obj: objects.append(obj))
     engine.finalize_object()
-    address = engine.get_function_address(func.name)
-    sources = {"tir": str(func), "ll_raw": ir_text, "ll": str(mod)}
-    return Module(address, meta, sources, keepalive=(engine, mod))
+    addresses = {k["name"]: engine.get_function_address(k["name"]) for k in meta["kernels"]}
+    sources = {"tir": "\n\n".join(str(f) for f in funcs), "ll_raw": ir_text, "ll": str(mod)}
+    return Module(meta, addresses, sources, obj=objects[0], keepalive=(engine, mod))
+
+
+def _kernels(sch, args, name: str, dump_ir) -> list:
+    """The PrimFuncs ``build`` compiles into one module."""
+    if isinstance(sch, PrimFunc):
+        return [sch]
+    if isinstance(sch, Schedule):
+        if args is None:
+            raise TensorlangTypeError("build: pass the argument tensors, e.g. tl.build(s, [A, B, C])")
+        return [lower(sch, args, name, dump_ir=dump_ir)]
+    if not isinstance(sch, (list, tuple, dict)):
+        raise TensorlangTypeError(f"build expects a Schedule, a lowered function, a list of lowered "
+                                  f"functions or a dict of them, got {type(sch).__name__}")
+    if args is not None:
+        raise TensorlangTypeError(f"build expects a Schedule with args; several kernels come without "
+                                  f"args, as a list of tl.lower(s, args, name=...) or a dict "
+                                  f"{{name: (schedule, args)}} (got a {type(sch).__name__} and args)")
+    funcs = []
+    if isinstance(sch, dict):
+        for key, item in sch.items():
+            if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], Schedule)):
+                raise TensorlangTypeError(f"build: kernel {key!r} must be (schedule, args), "
+                                          f"got {type(item).__name__}")
+            funcs.append(lower(item[0], item[1], key, dump_ir=os.path.join(dump_ir, str(key))
+                               if dump_ir else None))
+    else:
+        for k, item in enumerate(sch):
+            if not isinstance(item, PrimFunc):
+                raise TensorlangTypeError(f"build: item {k} of the list must be a PrimFunc from "
+                                          f"tl.lower(s, args, name=...), got {type(item).__name__}")
+            funcs.append(item)
+    if not funcs:
+        raise TensorlangValueError("build: no kernels given")
+    names = [f.name for f in funcs]
+    for n in names:
+        if names.count(n) > 1:
+            raise TensorlangValueError(f"build: kernel name {n!r} is used twice")
+    return funcs

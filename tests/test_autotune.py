@@ -10,10 +10,10 @@ import pytest
 
 import autotune
 import tensorlang as tl
-from autotune import record
+from tensorlang.dispatch import record
 from autotune.cli import main as cli
 from autotune.measure import BuildResult, ErrorClass, MeasureResult
-from autotune.space import SpaceError
+from tensorlang.dispatch import SpaceError
 from tests import autotune_templates as T  # noqa: F401  (registers the templates)
 
 
@@ -326,10 +326,10 @@ def test_xgb_with_history_guides_its_first_batch(task, tmp_path):
 
 
 def test_flop_ignores_index_arithmetic_and_copies():
-    from autotune.task import _flop
+    from tensorlang.dispatch.task import flop_count
     A = tl.placeholder((16, 8), name="A")
     B = tl.placeholder((8, 32), name="B")
     k = tl.reduce_axis((0, 8), name="k")
     PB = tl.compute((2, 8, 16), lambda x, y, z: B[y, x * 16 + z], name="PB")
     C = tl.compute((16, 32), lambda i, j: tl.sum(A[i, k] * PB[j // 16, k, j % 16], axis=k), name="C")
-    assert _flop([C.op]) == 2 * 16 * 32 * 8
+    assert flop_count([C.op]) == 2 * 16 * 32 * 8

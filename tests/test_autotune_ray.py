@@ -16,7 +16,7 @@ from collections import Counter
 import pytest
 
 import autotune
-from autotune import record
+from tensorlang.dispatch import record
 from autotune.job import JobError, load_job, run_job
 from tests import autotune_templates  # noqa: F401  (registers the templates)
 from tests.conftest import ROOT

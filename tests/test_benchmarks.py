@@ -73,11 +73,11 @@ def test_table_ratios_and_chart(tmp_path):
 def test_every_shipped_record_has_a_benchmark_workload():
     """The issue's bar: the suite reports every shipped workload, tuned vs its peers."""
     from benchmarks.workloads import shipped_keys
-    from autotune.record import load_from_file
+    from tensorlang.dispatch import load_from_file
     from tensorlang import ops
 
     log = ops.shipped_log()
-    if not log.exists():
+    if not log.is_file():
         pytest.skip(f"no log shipped for this CPU ({log.name})")
     shipped = {json.dumps(r["workload"]) for r in load_from_file(log)}
     keys = {json.dumps(w.key) for w in WORKLOADS if w.key is not None}

@@ -152,7 +152,9 @@ def test_large_intermediate_goes_on_heap_and_small_on_stack():
         b = np.zeros_like(a)
         f(a, b)
         np.testing.assert_array_equal(b, a[::-1] * 2 + 1)
-    assert "aligned_alloc" in f.get_source("ll_raw") and "@free" in f.get_source("ll_raw")
+    # a constant-size heap buffer is a range of the workspace, not a malloc per call
+    assert "aligned_alloc" not in f.get_source("ll_raw") and '%"tl.ws"' in f.get_source("ll_raw")
+    assert f.workspace_bytes == 400_000
 
 
 def test_symbolic_intermediate_on_heap_inside_parallel_program():
@@ -169,3 +171,5 @@ def test_symbolic_intermediate_on_heap_inside_parallel_program():
         b = np.zeros_like(a)
         f(a, b)
         np.testing.assert_array_equal(b, a * 2 + 1)
+    assert "aligned_alloc" in f.get_source("ll_raw") and "@free" in f.get_source("ll_raw")
+    assert f.workspace_bytes == 0                          # symbolic size: malloc in the call

@@ -64,3 +64,34 @@ def test_matmul_and_batch_matmul():
 def test_bad_arguments(call, match):
     with pytest.raises(tl.TensorlangError, match=match):
         call()
+
+
+@pytest.mark.parametrize("batch,transpose_b,nb", [((), False, 16), ((), True, 32), ((3,), False, 64)])
+def test_packed_product_equals_the_plain_one_under_the_default_schedule(batch, transpose_b, nb):
+    from tensorlang.ops.compute.linalg import matmul_packed, pack_panels
+    M, N, K = 9, 37, 13                             # N not a multiple of nb: a padded panel
+    A = tl.placeholder((*batch, M, K), name="A")
+    B = tl.placeholder((*batch, N, K) if transpose_b else (*batch, K, N), name="B")
+    P = pack_panels(B, nb, transpose_b)
+    C = matmul_packed(A, P, N)
+    rng = np.random.default_rng(nb)
+    a = rng.standard_normal((*batch, M, K)).astype(np.float32)
+    b = rng.standard_normal((*batch, N, K) if transpose_b else (*batch, K, N)).astype(np.float32)
+    plain = (a.astype(np.float64) @ (np.swapaxes(b, -1, -2) if transpose_b else b))
+    np.testing.assert_allclose(_run(C, [A, B], [a, b]), plain, rtol=1e-5, atol=1e-5)
+    ref = dense(A, B) if transpose_b and not batch else (batch_matmul(A, B) if batch else matmul(A, B))
+    np.testing.assert_allclose(_run(C, [A, B], [a, b]), _run(ref, [A, B], [a, b]), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("op,shape", [("matmul", (20, 50, 11)), ("matmul", (3, 50, 11)),
+                                      ("dense", (20, 50, 11)), ("batch_matmul", (2, 20, 50, 11))])
+def test_each_gemm_template_equals_its_compute_under_the_default_schedule(op, shape):
+    from tensorlang import ops
+    s, args = getattr(ops, op)(*shape)
+    A, B = args[0], args[1]
+    ref = {"matmul": matmul, "dense": dense, "batch_matmul": batch_matmul}[op](A, B)
+    rng = np.random.default_rng(1)
+    arrays = [rng.standard_normal(tl.get_const_tuple(t.shape)).astype(np.float32) for t in (A, B)]
+    out = np.full(tl.get_const_tuple(args[-1].shape), np.nan, np.float32)
+    tl.build(s, args, bounds_check=True)(*arrays, out)
+    np.testing.assert_allclose(out, _run(ref, [A, B], arrays), rtol=1e-5, atol=1e-5)

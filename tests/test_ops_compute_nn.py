@@ -10,6 +10,8 @@ import tensorlang as tl
 from tensorlang.errors import TensorlangTypeError, TensorlangValueError
 from tensorlang.ops.compute import nn
 
+from . import reference
+
 RTOL, ATOL = 1e-4, 1e-4
 
 
@@ -185,6 +187,19 @@ def test_max_pool2d(shape, kernel, stride, padding):
     np.testing.assert_array_equal(run(O, [(X, x)]), ref.astype("float32"))
 
 
+@pytest.mark.parametrize("phase", [None, True, False])
+def test_pool_phase_formulations(phase):
+    """The phase-split padded stage (the templates' formulation) equals the strided read."""
+    rng = np.random.default_rng(0)
+    x = rand(rng, 1, 2, 11, 13)
+    X = ph(x, "X")
+    got_max = run(nn.max_pool2d(X, 3, 2, 1, phase=phase), [(X, x)])
+    np.testing.assert_array_equal(got_max, reference.max_pool2d(x, (3, 3), (2, 2), (1, 1)))
+    got_avg = run(nn.avg_pool2d(X, 3, 2, 1, False, phase=phase), [(X, x)])
+    np.testing.assert_allclose(got_avg, reference.avg_pool2d(x, (3, 3), (2, 2), (1, 1), False),
+                               rtol=1e-6, atol=1e-6)
+
+
 def test_max_pool2d_int32():
     x = np.arange(-50, 0, dtype="int32").reshape(1, 2, 5, 5)
     X = ph(x, "X")
@@ -222,14 +237,7 @@ def test_global_avg_pool2d():
 
 # --------------------------------------------------------------------------- softmax
 
-def _softmax(x, axis):
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
-
-
-def _log_softmax(x, axis):
-    m = x - x.max(axis=axis, keepdims=True)
-    return m - np.log(np.exp(m).sum(axis=axis, keepdims=True))
+_softmax, _log_softmax = reference.softmax, reference.log_softmax
 
 
 @pytest.mark.parametrize("shape,axis", [
@@ -393,6 +401,8 @@ X4 = (1, 4, 6, 6)
      r"^avg_pool2d: X must have a float dtype, got int32"),
     (lambda: nn.avg_pool2d(P(X4), 2, count_include_pad=1), TensorlangValueError,
      r"^avg_pool2d: count_include_pad must be a bool"),
+    (lambda: nn.max_pool2d(P(X4), 2, phase=1), TensorlangValueError,
+     r"^max_pool2d: phase must be a bool or None, got 1"),
     (lambda: nn.avg_pool2d(P(X4), (2, 2, 2)), TensorlangValueError,
      r"^avg_pool2d: kernel must be an int or a pair of ints"),
     (lambda: nn.global_avg_pool2d(P((4, 6, 6))), TensorlangValueError,

@@ -9,26 +9,10 @@ import tensorlang as tl
 from tensorlang.errors import TensorlangValueError
 from tensorlang.ops.conv2d import conv2d_nchw, depthwise_conv2d_nchw
 
+from . import reference
 
-def conv_ref(a, w, stride, pad, groups=1, dilation=1):
-    """NCHW convolution in float64, group by group (depthwise: groups == channels), each a
-    sum over the (dilated) filter window of channel contractions."""
-    n, ci, h, wd = a.shape
-    co, cig, kh, kw = w.shape
-    ap = np.pad(a.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    oh = (h + 2 * pad - dilation * (kh - 1) - 1) // stride + 1
-    ow = (wd + 2 * pad - dilation * (kw - 1) - 1) // stride + 1
-    out = np.zeros((n, co, oh, ow))
-    cog = co // groups
-    for g in range(groups):
-        for i in range(kh):
-            for j in range(kw):
-                y0, x0 = i * dilation, j * dilation
-                win = ap[:, g * cig:(g + 1) * cig, y0:y0 + stride * (oh - 1) + 1:stride,
-                         x0:x0 + stride * (ow - 1) + 1:stride]
-                out[:, g * cog:(g + 1) * cog] += np.einsum(
-                    "fc,ncyx->nfyx", w[g * cog:(g + 1) * cog, :, i, j].astype(np.float64), win)
-    return out
+
+conv_ref = reference.conv2d_nchw
 
 
 def run(s, args, a, w, out_shape):
@@ -141,8 +125,8 @@ BAD_CONV = [
     (dict(stride=0), r"conv2d_nchw: stride must be a positive int, got 0"),
     (dict(padding=-1), r"conv2d_nchw: padding must be a non-negative int, got -1"),
     (dict(padding=1.5), r"conv2d_nchw: padding must be a non-negative int"),
-    (dict(KH=9), r"conv2d_nchw: the 9x3 kernel is larger than the padded 8x8 input"),
-    (dict(KW=11, padding=1), r"conv2d_nchw: .*output size 8x0 must be positive"),
+    (dict(KH=9), r"conv2d_nchw: output size 0x6 must be positive: the 9x3 kernel is larger than the padded 8x8 input"),
+    (dict(KW=11, padding=1), r"conv2d_nchw: output size 8x0 must be positive: the 3x11 kernel is larger than the padded 10x10"),
     (dict(KW=10, padding=1), None),                  # exactly fits: 8x1 output, valid
 ]
 
@@ -164,7 +148,7 @@ BAD_DW = [
     (dict(KH=-3), r"depthwise_conv2d_nchw: KH must be a positive int"),
     (dict(stride=None), r"depthwise_conv2d_nchw: stride must be a positive int, got None"),
     (dict(padding=-2), r"depthwise_conv2d_nchw: padding must be a non-negative int, got -2"),
-    (dict(H=2, KH=5, padding=1), r"depthwise_conv2d_nchw: the 5x3 kernel is larger than the padded 4x10 input"),
+    (dict(H=2, KH=5, padding=1), r"depthwise_conv2d_nchw: output size 0x8 must be positive: the 5x3 kernel is larger than the padded 4x10 input"),
 ]
 
 
@@ -182,8 +166,8 @@ def test_bad_dtype():
 
 
 @pytest.mark.parametrize("template,args", [
-    ("ops/conv2d_nchw", [1, 16, 12, 12, 24, 3, 3, 1, 1, "float32"]),
-    ("ops/conv2d_nchw", [1, 16, 12, 12, 24, 1, 1, 2, 0, "float32"]),
+    ("ops/conv2d_nchw", [1, 16, 12, 12, 24, 3, 3, 1, 1, "float32", 1, 1]),
+    ("ops/conv2d_nchw", [1, 16, 12, 12, 24, 1, 1, 2, 0, "float32", 1, 1]),
     ("ops/depthwise_conv2d_nchw", [1, 8, 20, 20, 3, 3, 2, 1, "float32"]),
 ])
 def test_conv_templates_fall_back_to_the_default_schedule(template, args):
@@ -192,9 +176,12 @@ def test_conv_templates_fall_back_to_the_default_schedule(template, args):
     assert len(task.config_space) > 1
     with autotune.ApplyConfig(task.config_space.fallback()):
         s, a = task.template(*args)
-    fn = conv2d_nchw if template == "ops/conv2d_nchw" else depthwise_conv2d_nchw
-    kw = dict(zip(("stride", "padding", "dtype"), args[-3:]))
-    assert str(tl.lower(*fn(*args[:-3], **kw))) == str(tl.lower(s, a))
+    if template == "ops/conv2d_nchw":
+        s2, a2 = conv2d_nchw(*args[:7], **dict(zip(("stride", "padding", "dtype", "dilation",
+                                                      "groups"), args[7:])))
+    else:
+        s2, a2 = depthwise_conv2d_nchw(*args[:-3], **dict(zip(("stride", "padding", "dtype"), args[-3:])))
+    assert str(tl.lower(s2, a2)) == str(tl.lower(s, a))
 
 
 # (N, CI, H, W, CO, KH, KW, stride, pad, dilation, groups)
@@ -274,7 +261,7 @@ def test_conv2d_epilogue_reuses_the_tuned_config():
     """The epilogue is not part of the workload: a record for the plain convolution applies
     to the fused one (here: a non-default fb shows in the fused schedule's loop extents)."""
     import autotune
-    wl = (1, 16, 10, 36, 40, 3, 3, 1, 1, "float32")
+    wl = (1, 16, 10, 36, 40, 3, 3, 1, 1, "float32", 1, 1)
     space = autotune.TEMPLATES["ops/conv2d_nchw"].space(*wl)
     other = 32 if space.fallback()["fb"].val == 16 else 16            # not the default
     cfg = next(c for c in (space.get(i) for i in range(len(space))) if c["fb"].val == other)
@@ -283,13 +270,15 @@ def test_conv2d_epilogue_reuses_the_tuned_config():
                     result=dict(costs=[1e-3], error=None))]
     with autotune.apply_history_best(records):
         s, args = conv2d_nchw(1, 16, 10, 36, 40, 3, 3, padding=1, bias=True, activation="relu")
-    assert tuple(s[args[-1].op].op.input_tensors[0].shape)[-1] == other   # Oc[..., fb]
+    from tensorlang.ops.common import find_stage
+    Oc = find_stage([args[-1]], "conv2d_nchw")                 # the blocked accumulator
+    assert Oc.name == "Oc" and int(Oc.shape[-1].value) == other    # Oc[..., fb]
 
 
 @pytest.mark.parametrize("kw,match", [
     (dict(groups=3), r"conv2d_nchw: groups=3 must divide CI=2 and CO=4"),
     (dict(dilation=0), r"conv2d_nchw: dilation must be a positive int, got 0"),
-    (dict(dilation=4), r"conv2d_nchw: the 3x3 kernel \(dilated to 9x9\) is larger than"),
+    (dict(dilation=4), r"conv2d_nchw: output size 0x0 must be positive: the 3x3 kernel \(dilated to 9x9\) is larger than"),
     (dict(activation="swish"), r"conv2d_nchw: activation must be None or one of"),
 ])
 def test_conv2d_bad_dilation_groups_epilogue(kw, match):
@@ -314,7 +303,7 @@ def test_conv2d_small_planes(rng, shape):
 
 def test_conv2d_flat_with_epilogue_and_every_flat_config(rng):
     import autotune
-    wl = (1, 24, 7, 7, 40, 3, 3, 1, 1, "float32")
+    wl = (1, 24, 7, 7, 40, 3, 3, 1, 1, "float32", 1, 1)
     space = autotune.TEMPLATES["ops/conv2d_nchw"].space(*wl)
     assert space.fallback()["flat"].val == 1
     a = rng.standard_normal((1, 24, 7, 7), dtype=np.float32)
@@ -328,3 +317,223 @@ def test_conv2d_flat_with_epilogue_and_every_flat_config(rng):
         o = np.full(ref.shape, np.nan, dtype=np.float32)
         f(a, w, b, o)
         np.testing.assert_allclose(o, ref, rtol=1e-4, atol=1e-3, err_msg=str(space.get(i)))
+
+
+# --------------------------------------------------------------------------- compute variants
+# the layout variants the schedules build from (ops.compute) equal the plain definitions,
+# under the default schedule
+
+def _run_default(outs_fn, inputs):
+    """Build ``outs_fn() -> (args, out)`` with the default schedule; run on ``inputs``."""
+    args, out = outs_fn()
+    f = tl.build(tl.create_schedule(out.op), [*args, out], bounds_check=True)
+    o = np.full(tuple(int(d.value) for d in out.shape), np.nan, dtype=out.dtype)
+    f(*inputs, o)
+    return o
+
+
+@pytest.mark.parametrize("shape", [(1, 5, 9, 11, 20, 3, 3, 2, 1, 1, 1), (2, 4, 7, 8, 6, 3, 2, 1, 0, 2, 1),
+                                   (1, 6, 9, 13, 9, 1, 1, 2, 0, 1, 3), (1, 3, 6, 7, 17, 3, 3, 3, 2, 1, 1)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_compute_conv2d_nchw_packed_equals_plain(rng, shape):
+    from tensorlang.ops import compute as C
+    N, CI, H, W, CO, KH, KW, S, P, D, g = shape
+    a = rng.standard_normal((N, CI, H, W), dtype=np.float32)
+    w = rng.standard_normal((CO, CI // g, KH, KW), dtype=np.float32)
+    X = tl.placeholder((N, CI, H, W), name="X")
+    Wt = tl.placeholder((CO, CI // g, KH, KW), name="W")
+    plain = _run_default(lambda: ([X, Wt], C.conv2d_nchw(X, Wt, S, P, D, g)), [a, w])
+    np.testing.assert_allclose(plain, conv_ref(a, w, S, P, g, D), rtol=1e-4, atol=1e-4)
+    OH, OW = plain.shape[2:]
+    assert C.conv2d_output_size(H, W, KH, KW, S, P, D) == (OH, OW)
+    # OIHW weights, phase-split padding
+    got = _run_default(lambda: ([X, Wt], C.conv2d_nchw_packed(X, Wt, S, P, D, g)), [a, w])
+    np.testing.assert_allclose(got, plain, rtol=1e-5, atol=1e-5)
+    fb = 16
+    for layout in ("NCHW", "blocked", "flat") if g == 1 else ("NCHW",):
+        def build(layout=layout):
+            Y = C.conv2d_nchw_packed(X, C.conv2d_pack_weights(Wt, fb), S, P, D, g,
+                                     out_channels=CO, layout=layout)
+            assert Y.op.tag == "conv2d_nchw"
+            return [X, Wt], Y
+        got = _run_default(build, [a, w])
+        if layout == "blocked":                  # (N, CO/fb, OH, OW, fb), zeros past CO
+            got = got.transpose(0, 1, 4, 2, 3).reshape(N, -1, OH, OW)
+        elif layout == "flat":                   # (N, CO/fb, OH*OW, fb)
+            got = got.transpose(0, 1, 3, 2).reshape(N, -1, OH, OW)
+        np.testing.assert_allclose(got[:, :CO], plain, rtol=1e-5, atol=1e-5, err_msg=layout)
+        assert not got[:, CO:].any()
+
+
+def test_compute_conv2d_pad_and_pack_layouts(rng):
+    from tensorlang.ops import compute as C
+    a = rng.standard_normal((1, 2, 5, 7), dtype=np.float32)
+    X = tl.placeholder((1, 2, 5, 7), name="X")
+    P = _run_default(lambda: ([X], C.conv2d_pad(X, 1, 2)), [a])       # phase split, S = 2
+    ap = np.pad(a, ((0, 0), (0, 0), (1, 1), (1, 1)))                  # 7x9 padded
+    assert P.shape == (1, 2, 7, 2, 5)
+    for p in range(2):
+        np.testing.assert_array_equal(P[:, :, :, p, :len(ap[0, 0, 0, p::2])], ap[..., p::2])
+    assert C.conv2d_pad(X, 0, 1) is X
+    w = rng.standard_normal((3, 3, 2, 20), dtype=np.float32)         # HWIO
+    Wt = tl.placeholder((3, 3, 2, 20), name="W")
+    pk = _run_default(lambda: ([Wt], C.conv2d_pack_weights(Wt, 16, "HWIO")), [w])
+    assert pk.shape == (2, 3, 3, 2, 16)
+    np.testing.assert_array_equal(pk.transpose(1, 2, 3, 0, 4).reshape(3, 3, 2, 32)[..., :20], w)
+
+
+def test_compute_depthwise_nhwc_variants_equal_plain(rng):
+    from tensorlang.ops import compute as C
+    a = rng.standard_normal((1, 5, 11, 13), dtype=np.float32)
+    w = rng.standard_normal((5, 1, 3, 3), dtype=np.float32)
+    X, Wt = tl.placeholder((1, 5, 11, 13), name="X"), tl.placeholder((5, 1, 3, 3), name="W")
+    for S, P in ((2, 1), (1, 0), (3, 2)):
+        plain = _run_default(lambda: ([X, Wt], C.depthwise_conv2d_nchw(X, Wt, S, P)), [a, w])
+        split = _run_default(lambda: ([X, Wt], C.depthwise_conv2d_nchw(X, Wt, S, P, phase_split=True)),
+                             [a, w])
+        np.testing.assert_allclose(split, plain, rtol=1e-5, atol=1e-5)
+    x = np.ascontiguousarray(a.transpose(0, 2, 3, 1))
+    w2 = rng.standard_normal((3, 3, 5, 20), dtype=np.float32)
+    Xn, Wn = tl.placeholder(x.shape, name="X"), tl.placeholder(w2.shape, name="W")
+    plain = _run_default(lambda: ([Xn, Wn], C.conv2d_nhwc(Xn, Wn, 2, 1)), [x, w2])
+    got = _run_default(lambda: ([Xn, Wn], C.conv2d_nhwc_packed(Xn, C.conv2d_pack_weights(Wn, 16, "HWIO"),
+                                                              2, 1, out_channels=20)), [x, w2])
+    np.testing.assert_allclose(got, plain, rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- general epilogues
+
+def folded_bn_relu6(channel_axis=1):
+    """conv -> per-channel scale and shift (an inference batch norm folded) -> relu6."""
+    from tensorlang.ops import compute as C
+
+    def epilogue(y):
+        co = int(y.shape[channel_axis].value)
+        scale = tl.placeholder((co,), name="scale")
+        shift = tl.placeholder((co,), name="shift")
+        bshape = [1] * (len(y.shape) - channel_axis - 1)
+        s4 = C.reshape(scale, (co, *bshape)) if bshape else scale
+        z = C.bias_add(C.multiply(y, s4), shift, axis=channel_axis)
+        return C.clip(z, 0.0, 6.0), [scale, shift]
+    return epilogue
+
+
+def _epi_run(s, args, inputs, shape, dtype=np.float32):
+    f = tl.build(s, args, bounds_check=True)
+    o = np.full(shape, np.nan, dtype=dtype)
+    f(*inputs, o)
+    return o
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 10, 36, 40, 3, 3, 1, 1), (1, 8, 9, 40, 20, 1, 1, 2, 0),
+                                   (1, 24, 7, 7, 40, 3, 3, 1, 1), (1, 6, 9, 9, 12, 1, 1, 1, 0)],
+                         ids=["3x3", "1x1s2", "flat", "1x1narrow"])
+def test_conv2d_folded_batch_norm_relu6(rng, shape):
+    N, CI, H, W, CO, KH, KW, stride, pad = shape
+    s, args = conv2d_nchw(*shape[:7], stride=stride, padding=pad, epilogue=folded_bn_relu6())
+    assert [t.name for t in args] == ["A", "W", "scale", "shift", args[-1].name]
+    a = rng.standard_normal((N, CI, H, W), dtype=np.float32)
+    w = rng.standard_normal((CO, CI, KH, KW), dtype=np.float32)
+    sc = rng.uniform(0.5, 2, CO).astype(np.float32)
+    sh = rng.standard_normal(CO, dtype=np.float32) + 2
+    ref = reference.ACTIVATIONS["relu6"](conv_ref(a, w, stride, pad) * sc[:, None, None]
+                                         + sh[:, None, None])
+    o = _epi_run(s, args, [a, w, sc, sh], ref.shape)
+    np.testing.assert_allclose(o, ref, rtol=1e-4, atol=1e-3)
+    assert ((o == 0) | (o == 6)).any() and ((o > 0) & (o < 6)).any()
+
+
+def test_depthwise_folded_batch_norm_relu6(rng):
+    """MobileNet-v2's depthwise stage: depthwise 3x3 -> folded batch norm -> relu6."""
+    N, C, H, W = 1, 20, 11, 13
+    s, args = depthwise_conv2d_nchw(N, C, H, W, 3, 3, stride=2, padding=1,
+                                    epilogue=folded_bn_relu6())
+    a = rng.standard_normal((N, C, H, W), dtype=np.float32)
+    w = rng.standard_normal((C, 1, 3, 3), dtype=np.float32)
+    sc, sh = rng.uniform(0.5, 2, C).astype(np.float32), rng.standard_normal(C, dtype=np.float32)
+    ref = np.clip(conv_ref(a, w, 2, 1, groups=C) * sc[:, None, None] + sh[:, None, None], 0, 6)
+    o = _epi_run(s, args, [a, w, sc, sh], ref.shape)
+    np.testing.assert_allclose(o, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("order", ["add_relu", "relu_add"])
+@pytest.mark.parametrize("shape", [(1, 16, 10, 36, 40, 3, 3, 1, 1), (1, 8, 9, 40, 20, 1, 1, 1, 0)],
+                         ids=["3x3", "1x1"])
+def test_conv2d_residual_epilogues(rng, shape, order):
+    from tensorlang.ops import compute as C
+    N, CI, H, W, CO, KH, KW, stride, pad = shape
+
+    def epilogue(y):
+        r = tl.placeholder(tuple(int(d.value) for d in y.shape), name="r")
+        return C.relu(C.add(y, r)) if order == "add_relu" else C.add(C.relu(y), r)
+    s, args = conv2d_nchw(*shape[:7], stride=stride, padding=pad, epilogue=epilogue)
+    a = rng.standard_normal((N, CI, H, W), dtype=np.float32)
+    w = rng.standard_normal((CO, CI, KH, KW), dtype=np.float32)
+    y = conv_ref(a, w, stride, pad)
+    r = rng.standard_normal(y.shape, dtype=np.float32)
+    ref = np.maximum(y + r, 0) if order == "add_relu" else np.maximum(y, 0) + r
+    o = _epi_run(s, args, [a, w, r], ref.shape)
+    np.testing.assert_allclose(o, ref, rtol=1e-4, atol=1e-3)
+
+
+def test_conv2d_cast_epilogue(rng):
+    from tensorlang.ops import compute as C
+    shape = (1, 8, 9, 20, 24, 3, 3, 1, 1)
+    s, args = conv2d_nchw(*shape[:7], padding=1, epilogue=lambda y: C.cast(C.relu(y), "float64"))
+    assert args[-1].dtype == "float64"
+    a = rng.standard_normal((1, 8, 9, 20), dtype=np.float32)
+    w = rng.standard_normal((24, 8, 3, 3), dtype=np.float32)
+    ref = np.maximum(conv_ref(a, w, 1, 1), 0)
+    o = _epi_run(s, args, [a, w], ref.shape, np.float64)
+    np.testing.assert_allclose(o, ref, rtol=1e-4, atol=1e-3)
+
+
+def test_conv2d_epilogue_errors():
+    from tensorlang.ops import compute as C
+    with pytest.raises(TensorlangValueError, match="conv2d_nchw: pass either epilogue= or"):
+        conv2d_nchw(1, 2, 8, 8, 4, 3, 3, bias=True, epilogue=lambda y: y)
+    with pytest.raises(TensorlangValueError, match="conv2d_nchw: .*an epilogue is element-wise"):
+        conv2d_nchw(1, 2, 8, 8, 4, 3, 3, epilogue=lambda y: C.sum(y, axis=1, keepdims=True))
+
+
+# --------------------------------------------------------------------------- packed weights
+
+def _pack_then_run(fn, args, kw, w, inputs_after_w, a):
+    """The "pack" kernel's output fed to the "prepacked" kernel; also the inline kernel."""
+    sp, (Wi, Wo) = fn(*args, **kw, weights="pack")
+    assert Wi.name == "W" and len(sp.outputs) == 1
+    packed = np.full(tuple(int(d.value) for d in Wo.shape), np.nan, np.float32)
+    tl.build(sp, [Wi, Wo], bounds_check=True)(w, packed)
+    outs = []
+    for mode, wt in (("prepacked", packed), ("inline", w)):
+        s, targs = fn(*args, **kw, weights=mode)
+        assert tuple(int(d.value) for d in targs[1].shape) == wt.shape
+        outs.append(_epi_run(s, targs, [a, wt, *inputs_after_w],
+                             tuple(int(d.value) for d in targs[-1].shape)))
+    return outs
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 10, 36, 40, 3, 3, 1, 1), (1, 5, 12, 40, 20, 1, 1, 1, 0),
+                                   (1, 6, 9, 20, 12, 1, 1, 2, 0), (1, 24, 7, 7, 40, 3, 3, 1, 1),
+                                   (1, 8, 10, 11, 12, 3, 3, 1, 1, 1, 4)],
+                         ids=["3x3", "1x1wide", "1x1narrow", "flat", "grouped"])
+def test_conv2d_prepacked_weights_every_few_configs(rng, shape):
+    import autotune
+    N, CI, H, W, CO, KH, KW, stride, pad, *dg = shape
+    dil, groups = dg or (1, 1)
+    space = autotune.TEMPLATES["ops/conv2d_nchw"].space(N, CI, H, W, CO, KH, KW, stride, pad,
+                                                        "float32", dil, groups)
+    a = rng.standard_normal((N, CI, H, W), dtype=np.float32)
+    w = rng.standard_normal((CO, CI // groups, KH, KW), dtype=np.float32)
+    b = rng.standard_normal(CO, dtype=np.float32)
+    ref = np.maximum(conv_ref(a, w, stride, pad, groups, dil) + b[:, None, None], 0)
+    kw = dict(stride=stride, padding=pad, dilation=dil, groups=groups, bias=True, activation="relu")
+    for i in sorted({0, len(space) - 1, len(space) // 2}):
+        with autotune.ApplyConfig(space.get(i)):
+            for o in _pack_then_run(conv2d_nchw, (N, CI, H, W, CO, KH, KW), kw, w, [b], a):
+                np.testing.assert_allclose(o, ref, rtol=1e-4, atol=1e-3, err_msg=str(space.get(i)))
+
+
+def test_weights_mode_is_checked():
+    with pytest.raises(TensorlangValueError, match=r"conv2d_nchw: weights must be one of"):
+        conv2d_nchw(1, 2, 8, 8, 4, 3, 3, weights="packed")

@@ -4,8 +4,6 @@ bounds checks and run on NaN-filled outputs: ragged shapes, strides 1 and 2, pad
 and 3x3, the fused epilogue, non-default configs of the templates, a tuned record of the
 plain workload applied to the fused call, and the argument checks."""
 
-import math
-
 import numpy as np
 import pytest
 
@@ -14,31 +12,13 @@ import tensorlang as tl
 from tensorlang.errors import TensorlangValueError
 from tensorlang.ops.conv2d_layouts import conv2d_NCHWc, conv2d_nhwc
 
-from .test_ops_conv2d import conv_ref
+from . import reference
 
 
-ACT = {None: lambda r: r, "relu": lambda r: np.maximum(r, 0),
-       "gelu": lambda r: 0.5 * r * (1 + np.vectorize(math.erf)(r / math.sqrt(2)))}
-
-
-# layout conversions of NCHW / OIHW arrays
-def to_nhwc(x):
-    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-
-
-def to_hwio(w):
-    return np.ascontiguousarray(w.transpose(2, 3, 1, 0))
-
-
-def to_nchwc(x, c):
-    n, ch, h, w = x.shape
-    return np.ascontiguousarray(x.reshape(n, ch // c, c, h, w).transpose(0, 1, 3, 4, 2))
-
-
-def to_oihw_ic_oc(w, ic, oc):
-    co, ci, kh, kw = w.shape
-    return np.ascontiguousarray(
-        w.reshape(co // oc, oc, ci // ic, ic, kh, kw).transpose(0, 2, 4, 5, 3, 1))
+ACT = reference.ACTIVATIONS
+conv_ref = reference.conv2d_nchw
+to_nhwc, to_hwio = reference.to_nhwc, reference.to_hwio
+to_nchwc, to_oihw_ic_oc = reference.to_nchwc, reference.to_oihw_ic_oc
 
 
 def run_nhwc(rng, N, CI, H, W, CO, KH, KW, stride, pad, bias=False, residual=False,
@@ -70,11 +50,13 @@ def run_nhwc(rng, N, CI, H, W, CO, KH, KW, stride, pad, bias=False, residual=Fal
 
 
 def run_nchwc(rng, N, CI, H, W, CO, KH, KW, stride, pad, ic, oc, bias=False, residual=False,
-              activation=None, config=None):
+              activation=None, config=None, weights="prepacked"):
+    """conv2d_NCHWc with explicit blocks, weights blocked in numpy (``"prepacked"``) or
+    OIHW, blocked inside the kernel (``"inline"``)."""
     a = rng.standard_normal((N, CI, H, W), dtype=np.float32)
     w = rng.standard_normal((CO, CI, KH, KW), dtype=np.float32)
     ref = conv_ref(a, w, stride, pad)
-    inputs = [to_nchwc(a, ic), to_oihw_ic_oc(w, ic, oc)]
+    inputs = [to_nchwc(a, ic), to_oihw_ic_oc(w, ic, oc) if weights == "prepacked" else w]
     if bias:
         b = rng.standard_normal(CO, dtype=np.float32)
         ref = ref + b[None, :, None, None]
@@ -84,7 +66,7 @@ def run_nchwc(rng, N, CI, H, W, CO, KH, KW, stride, pad, ic, oc, bias=False, res
         ref = ref + r
         inputs.append(to_nchwc(r, oc))
     ref = to_nchwc(ACT[activation](ref), oc)
-    kw = dict(bias=bias, residual=residual, activation=activation)
+    kw = dict(bias=bias, residual=residual, activation=activation, weights=weights)
     if config is None:
         s, args = conv2d_NCHWc(N, CI, H, W, CO, KH, KW, stride, pad, ic, oc, **kw)
     else:
@@ -129,6 +111,7 @@ def test_nhwc(rng, shape):
 @pytest.mark.parametrize("shape", NCHWC_SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_nchwc(rng, shape):
     run_nchwc(rng, *shape)
+    run_nchwc(rng, *shape, weights="inline")
 
 
 EPILOGUES = [dict(bias=True), dict(residual=True, activation="relu"),
@@ -155,7 +138,7 @@ def test_epilogue_runs_in_the_conv_loop_nest():
         text = str(tl.lower(s, args))
         alloc = next(ln for ln in text.splitlines() if "allocate Oc" in ln)
         assert "on stack" in alloc and alloc.startswith("      ")     # inside the loops
-        stores = [ln for ln in text.splitlines() if ln.lstrip().startswith("O[")]
+        stores = [ln for ln in text.splitlines() if ln.lstrip().startswith(f"{args[-1].name}[")]
         assert stores and all("Oc[" in ln and "bias[" in ln for ln in stores)
 
 
@@ -177,19 +160,23 @@ def test_nhwc_other_configs(rng, i):
 
 @pytest.mark.parametrize("i", range(3))
 def test_nchwc_other_configs(rng, i):
-    shape = (1, 16, 9, 21, 48, 3, 3, 1, 1, 8, 16)
+    shape = (1, 16, 9, 21, 48, 3, 3, 1, 1)
     cfg = _configs("ops/conv2d_NCHWc", [*shape, "float32"], 3)[i]
-    run_nchwc(rng, *shape, config=cfg)
-    run_nchwc(rng, *shape, bias=True, residual=True, activation="relu", config=cfg)
+    run_nchwc(rng, *shape, 8, 16, config=cfg)            # explicit blocks override the knobs
+    with autotune.ApplyConfig(cfg):
+        ic, oc = tl.ops.conv2d_NCHWc_layout(*shape)      # the config's own blocks
+    assert (ic, oc) == (cfg["ic_bn"].val, cfg["oc_bn"].val)
+    run_nchwc(rng, *shape, ic, oc, bias=True, residual=True, activation="relu", config=cfg,
+              weights="inline")
 
 
 @pytest.mark.parametrize("name,fn,args,other", [
     ("ops/conv2d_nhwc", conv2d_nhwc, [1, 10, 20, 8, 32, 3, 3, 1, 1], {"fb": 16, "xb": 4}),
-    ("ops/conv2d_NCHWc", conv2d_NCHWc, [1, 16, 10, 20, 32, 3, 3, 1, 1, 16, 16],
-     {"xb": 4, "ob": 2}),
+    ("ops/conv2d_NCHWc", conv2d_NCHWc, [1, 16, 10, 20, 32, 3, 3, 1, 1],
+     {"xb": 4, "ob": 2, "oc_bn": 8}),
 ])
 def test_tuned_record_applies_to_the_fused_call(tmp_path, name, fn, args, other):
-    from autotune import record
+    from tensorlang.dispatch import record
     from autotune.measure import MeasureResult
     task = autotune.create_task(name, [*args, "float32"])
     cfg = task.config_space.from_json({**task.config_space.fallback().to_json(), **other})
@@ -210,7 +197,7 @@ def test_tuned_record_applies_to_the_fused_call(tmp_path, name, fn, args, other)
     (1, 64, 56, 56, 256, 1, 1, 1, 0)], ids=lambda s: "x".join(map(str, s)))
 def test_resnet_shapes(rng, shape):
     run_nhwc(rng, *shape)
-    run_nchwc(rng, *shape, 16, 16, bias=True, residual=True, activation="relu")
+    run_nchwc(rng, *shape, 16, 16, bias=True, residual=True, activation="relu", weights="inline")
 
 
 BAD_NHWC = [
@@ -220,7 +207,7 @@ BAD_NHWC = [
     (dict(CO=True), r"conv2d_nhwc: CO must be a positive int, got True"),
     (dict(stride=0), r"conv2d_nhwc: stride must be a positive int, got 0"),
     (dict(padding=-1), r"conv2d_nhwc: padding must be a non-negative int, got -1"),
-    (dict(KH=9), r"conv2d_nhwc: the 9x3 kernel is larger than the padded 8x8 input"),
+    (dict(KH=9), r"conv2d_nhwc: output size 0x6 must be positive: the 9x3 kernel is larger than the padded 8x8 input"),
     (dict(activation="swish"), r"conv2d_nhwc: activation must be None or one of"),
 ]
 
@@ -237,12 +224,12 @@ BAD_NCHWC = [
     (dict(CI=0), r"conv2d_NCHWc: CI must be a positive int, got 0"),
     (dict(W="8"), r"conv2d_NCHWc: W must be a positive int, got '8'"),
     (dict(ic_block=0), r"conv2d_NCHWc: ic_block must be a positive int, got 0"),
-    (dict(oc_block=None), r"conv2d_NCHWc: oc_block must be a positive int, got None"),
-    (dict(CI=24), r"conv2d_NCHWc: CI=24 input channels are not divisible by ic_block=16"),
-    (dict(CO=40), r"conv2d_NCHWc: CO=40 output channels are not divisible by oc_block=16"),
+    (dict(oc_block="16"), r"conv2d_NCHWc: oc_block must be a positive int, got '16'"),
+    (dict(CI=24, ic_block=16), r"conv2d_NCHWc: CI=24 input channels are not divisible by ic_block=16"),
+    (dict(CO=40, oc_block=16), r"conv2d_NCHWc: CO=40 output channels are not divisible by oc_block=16"),
     (dict(stride=-2), r"conv2d_NCHWc: stride must be a positive int, got -2"),
     (dict(padding=0.5), r"conv2d_NCHWc: padding must be a non-negative int"),
-    (dict(H=2, KH=5, padding=1), r"conv2d_NCHWc: the 5x3 kernel is larger than the padded 4x10 input"),
+    (dict(H=2, KH=5, padding=1), r"conv2d_NCHWc: output size 0x8 must be positive: the 5x3 kernel is larger than the padded 4x10 input"),
     (dict(activation="Relu"), r"conv2d_NCHWc: activation must be None or one of"),
 ]
 
@@ -260,3 +247,93 @@ def test_bad_dtype():
         conv2d_nhwc(1, 8, 8, 2, 4, 3, 3, dtype="float33")
     with pytest.raises(Exception, match="dtype"):
         conv2d_NCHWc(1, 16, 8, 8, 16, 3, 3, dtype="float33")
+
+
+# --------------------------------------------------------------------------- epilogue, packing
+
+def test_nhwc_nchwc_folded_batch_norm_relu6(rng):
+    from tensorlang.ops import compute as C
+    from .test_ops_conv2d import folded_bn_relu6
+    N, CI, H, W, CO = 1, 16, 9, 11, 32
+    a = rng.standard_normal((N, CI, H, W), dtype=np.float32)
+    w = rng.standard_normal((CO, CI, 3, 3), dtype=np.float32)
+    sc, sh = rng.uniform(0.5, 2, CO).astype(np.float32), rng.standard_normal(CO, dtype=np.float32) + 2
+    ref = np.clip(conv_ref(a, w, 2, 1) * sc[:, None, None] + sh[:, None, None], 0, 6)
+    s, args = conv2d_nhwc(N, H, W, CI, CO, 3, 3, 2, 1, epilogue=folded_bn_relu6(3))
+    o = np.full(to_nhwc(ref).shape, np.nan, np.float32)
+    tl.build(s, args, bounds_check=True)(to_nhwc(a), to_hwio(w), sc, sh, o)
+    np.testing.assert_allclose(o, to_nhwc(ref), rtol=1e-4, atol=1e-3)
+
+    def nchwc_epilogue(y):                       # scale (CO/oc, 1, 1, oc), shift (CO,)
+        co_o, oc = int(y.shape[1].value), int(y.shape[4].value)
+        scale = tl.placeholder((co_o, 1, 1, oc), name="scale")
+        shift = tl.placeholder((co_o * oc,), name="shift")
+        return C.clip(C.bias_add_nchwc(C.multiply(y, scale), shift), 0.0, 6.0), [scale, shift]
+    ic, oc = tl.ops.conv2d_NCHWc_layout(N, CI, H, W, CO, 3, 3, 2, 1)
+    s, args = conv2d_NCHWc(N, CI, H, W, CO, 3, 3, 2, 1, epilogue=nchwc_epilogue)
+    o = np.full(to_nchwc(ref, oc).shape, np.nan, np.float32)
+    tl.build(s, args, bounds_check=True)(to_nchwc(a, ic), w, sc.reshape(-1, 1, 1, oc), sh, o)
+    np.testing.assert_allclose(o, to_nchwc(ref, oc), rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("layout", ["nhwc", "NCHWc"])
+def test_prepacked_weights_every_few_configs(rng, layout):
+    from .test_ops_conv2d import _pack_then_run
+    N, CI, H, W, CO, KH, KW, S, P = 1, 16, 9, 21, 48, 3, 3, 2, 1
+    a = rng.standard_normal((N, CI, H, W), dtype=np.float32)
+    w = rng.standard_normal((CO, CI, KH, KW), dtype=np.float32)
+    ref = np.maximum(conv_ref(a, w, S, P), 0)
+    if layout == "nhwc":
+        name, args, wl = "ops/conv2d_nhwc", (N, H, W, CI, CO, KH, KW, S, P), [N, H, W, CI, CO, KH, KW, S, P]
+    else:
+        name, args, wl = "ops/conv2d_NCHWc", (N, CI, H, W, CO, KH, KW, S, P), [N, CI, H, W, CO, KH, KW, S, P]
+    fn = conv2d_nhwc if layout == "nhwc" else conv2d_NCHWc
+    for cfg in _configs(name, [*wl, "float32"], 3):
+        with autotune.ApplyConfig(cfg):
+            if layout == "nhwc":
+                x, want = to_nhwc(a), to_nhwc(ref)
+                wt = to_hwio(w)
+            else:
+                ic, oc = tl.ops.conv2d_NCHWc_layout(*wl)
+                x, want, wt = to_nchwc(a, ic), to_nchwc(ref, oc), w
+            for o in _pack_then_run(fn, args, dict(activation="relu"), wt, [], x):
+                np.testing.assert_allclose(o, want, rtol=1e-4, atol=1e-3, err_msg=str(cfg))
+
+
+def test_nchwc_layout_follows_the_tuned_record(tmp_path):
+    """The NCHWc blocks are knobs: a record of the logical convolution's workload decides
+    them, and conv2d_NCHWc_layout tells the caller (the default: 16 where it divides)."""
+    from tensorlang.dispatch import record
+    from autotune.measure import MeasureResult
+    wl = [1, 32, 10, 20, 48, 3, 3, 1, 1]
+    assert tl.ops.conv2d_NCHWc_layout(*wl) == (16, 16)
+    assert tl.ops.conv2d_NCHWc_layout(1, 3, 10, 20, 24, 3, 3) == (1, 8)
+    task = autotune.create_task("ops/conv2d_NCHWc", [*wl, "float32"])
+    cfg = task.config_space.from_json({**task.config_space.fallback().to_json(),
+                                       "ic_bn": 8, "oc_bn": 8})
+    log = tmp_path / "nchwc.jsonl"
+    record.append(log, record.make_record(task, cfg, MeasureResult([1e-6])))
+    with autotune.apply_history_best(log):
+        assert tl.ops.conv2d_NCHWc_layout(*wl) == (8, 8)
+        s, args = conv2d_NCHWc(*wl)
+    assert tuple(int(d.value) for d in args[0].shape) == (1, 4, 10, 20, 8)
+    assert tuple(int(d.value) for d in args[-1].shape) == (1, 6, 10, 20, 8)
+
+
+def test_old_nchwc_record_still_applies(tmp_path):
+    """A record of the old key (blocks in the workload) is read as the logical
+    convolution's record with the blocks as knobs."""
+    import json
+    wl = [1, 32, 10, 20, 48, 3, 3, 1, 1]
+    task = autotune.create_task("ops/conv2d_NCHWc", [*wl, "float32"])
+    old = dict(version=1, workload=["ops/conv2d_NCHWc", [*wl, 8, 16, "float32"]],
+               target=task.target, config={"xb": 4, "ob": 1}, result=dict(costs=[1e-6], error=None))
+    log = tmp_path / "old.jsonl"
+    log.write_text(json.dumps(old) + "\n")
+    with autotune.apply_history_best(log):
+        assert tl.ops.conv2d_NCHWc_layout(*wl) == (8, 16)
+        got = str(tl.lower(*conv2d_NCHWc(*wl)))
+    cfg = task.config_space.from_json({**task.config_space.fallback().to_json(),
+                                       "xb": 4, "ob": 1, "ic_bn": 8, "oc_bn": 16})
+    with autotune.ApplyConfig(cfg):
+        assert got == str(tl.lower(*conv2d_NCHWc(*wl)))

@@ -8,6 +8,8 @@ import pytest
 
 import autotune
 import tensorlang as tl
+from tensorlang import dispatch, ops
+from tests import reference as R
 from tensorlang.errors import TensorlangTypeError, TensorlangValueError
 from tensorlang.ops import nn
 from tensorlang.ops.injective import injective
@@ -24,22 +26,15 @@ def _build(fn, *a, config=None, **kw):
     if config is None:
         s, args = fn(*a, **kw)
     else:
-        with _Capture() as cap:
+        with dispatch.trace() as cap:
             fn(*a, **kw)
-        space = autotune.TEMPLATES[cap.name].space(*cap.args)
+        name, args = cap.workloads[-1]
+        space = autotune.TEMPLATES[name].space(*args)
         knobs = {**space.fallback().to_json(),       # knobs the workload lacks are ignored
                  **{k: v for k, v in config.items() if k in space.knobs}}
         with autotune.ApplyConfig(space.from_json(knobs)):
             s, args = fn(*a, **kw)
     return tl.build(s, args, bounds_check=True), args
-
-
-class _Capture(autotune.task.DispatchContext):
-    """Records the workload of the template called inside (and answers nothing)."""
-
-    def query(self, target, workload):
-        self.name, self.args = workload
-        return None
 
 
 def _call(f, args, inputs):
@@ -259,15 +254,6 @@ def test_global_avg_pool2d_errors():
 
 # --------------------------------------------------------------------------- pooling
 
-def _windows(x, K, S, P, fill):
-    """(N, C, OH, OW, KH * KW) windows of x padded with ``fill``."""
-    xp = np.pad(x, ((0, 0), (0, 0), (P[0], P[0]), (P[1], P[1])), constant_values=fill)
-    OH = (xp.shape[2] - K[0]) // S[0] + 1
-    OW = (xp.shape[3] - K[1]) // S[1] + 1
-    return np.stack([xp[:, :, i:i + S[0] * (OH - 1) + 1:S[0], j:j + S[1] * (OW - 1) + 1:S[1]]
-                     for i in range(K[0]) for j in range(K[1])], axis=-1)
-
-
 def _pair(v):
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
@@ -284,7 +270,7 @@ def test_max_pool2d(shape, k, s, p, config):
     x = np.random.default_rng(4).standard_normal(shape).astype(np.float32)
     out = _call(f, args, [x])
     K, S, P = _pair(k), _pair(s or k), _pair(p)
-    np.testing.assert_array_equal(out, _windows(x, K, S, P, -np.inf).max(-1))
+    np.testing.assert_array_equal(out, R.pool_windows(x, K, S, P, -np.inf).max(-1))
 
 
 @pytest.mark.parametrize("shape,k,s,p", POOLS)
@@ -294,9 +280,9 @@ def test_avg_pool2d(shape, k, s, p, count_include_pad):
     x = np.random.default_rng(5).standard_normal(shape).astype(np.float32)
     out = _call(f, args, [x])
     K, S, P = _pair(k), _pair(s or k), _pair(p)
-    total = _windows(x.astype(np.float64), K, S, P, 0).sum(-1)
+    total = R.pool_windows(x.astype(np.float64), K, S, P, 0).sum(-1)
     count = K[0] * K[1] if count_include_pad else \
-        _windows(np.ones_like(x), K, S, P, 0).sum(-1)
+        R.pool_windows(np.ones_like(x), K, S, P, 0).sum(-1)
     np.testing.assert_allclose(out, total / count, rtol=1e-5, atol=1e-6)
 
 
@@ -305,8 +291,8 @@ def test_avg_pool2d_config():
                      config={"phase": 0, "nv": 4, "parallel": 1})
     x = np.random.default_rng(6).standard_normal((1, 3, 17, 19)).astype(np.float32)
     out = _call(f, args, [x])
-    total = _windows(x.astype(np.float64), (3, 3), (2, 2), (1, 1), 0).sum(-1)
-    count = _windows(np.ones_like(x), (3, 3), (2, 2), (1, 1), 0).sum(-1)
+    total = R.pool_windows(x.astype(np.float64), (3, 3), (2, 2), (1, 1), 0).sum(-1)
+    count = R.pool_windows(np.ones_like(x), (3, 3), (2, 2), (1, 1), 0).sum(-1)
     np.testing.assert_allclose(out, total / count, rtol=1e-5, atol=1e-6)
 
 
@@ -390,9 +376,40 @@ def test_defaults_are_the_fallback_configs():
                   (nn.log_softmax, (4, 40)), (nn.rms_norm, (4, 40)),
                   (nn.batch_norm, (1, 4, 5, 5))]:
         s0, a0 = fn(*a)
-        with _Capture() as cap:
+        with dispatch.trace() as cap:
             fn(*a)
-        space = autotune.TEMPLATES[cap.name].space(*cap.args)
+        name, args = cap.workloads[-1]
+        space = autotune.TEMPLATES[name].space(*args)
         with autotune.ApplyConfig(space.fallback()):
             s1, a1 = fn(*a)
         assert str(tl.lower(s0, a0)) == str(tl.lower(s1, a1))
+
+
+def test_every_call_reports_one_canonical_workload():
+    # the same call always gives the same key, with no optional tail
+    with dispatch.trace() as t:
+        ops.conv2d_nchw(1, 8, 10, 10, 16, 3, 3, padding=1)
+        ops.conv2d_nchw(1, 8, 10, 10, 16, 3, 3, padding=1, activation="relu")
+        ops.dense(4, 32, 16, bias=True)
+    assert t.workloads == [["ops/conv2d_nchw", [1, 8, 10, 10, 16, 3, 3, 1, 1, "float32", 1, 1]]] * 2 \
+        + [["ops/dense", [4, 32, 16, "float32"]]]
+    task = autotune.create_task(*t.workloads[0])
+    assert task.workload == t.workloads[0]
+
+
+def test_a_record_in_the_old_conv2d_key_form_still_applies(tmp_path):
+    from autotune.measure import MeasureResult
+    from tensorlang.dispatch import record
+    args = [1, 8, 10, 10, 16, 3, 3, 1, 1, "float32", 1, 1]
+    task = autotune.create_task("ops/conv2d_nchw", args)
+    cfg = task.config_space.from_json({**task.config_space.fallback().to_json(), "xb": 4})
+    rec = record.make_record(task, cfg, MeasureResult([1e-6]))
+    rec["workload"] = ["ops/conv2d_nchw", args[:10]]          # written before dilation/groups
+    log = tmp_path / "old.jsonl"
+    record.append(log, rec)
+    with autotune.apply_history_best(log):
+        s, a = ops.conv2d_nchw(1, 8, 10, 10, 16, 3, 3, padding=1)
+    with autotune.ApplyConfig(cfg):
+        s1, a1 = task.instantiate(cfg)
+    assert str(tl.lower(s, a)) == str(tl.lower(s1, a1)) != str(tl.lower(*ops.conv2d_nchw(
+        1, 8, 10, 10, 16, 3, 3, padding=1)))

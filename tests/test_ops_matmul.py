@@ -86,7 +86,7 @@ def test_bad_arguments_raise_clear_errors(call, match):
 
 def test_matmul_is_a_tunable_template_with_the_default_as_fallback(tmp_path):
     import autotune
-    from autotune import record
+    from tensorlang.dispatch import record
     from autotune.measure import MeasureResult
     import importlib
     mm_mod = importlib.import_module("tensorlang.ops.matmul")
@@ -110,12 +110,12 @@ def test_matmul_is_a_tunable_template_with_the_default_as_fallback(tmp_path):
     tl.build(s, args)(a, b, c)
     np.testing.assert_allclose(c, a @ b, rtol=1e-5)
     # a shipped log applies without any context, for this target only
-    from autotune import task as task_mod
-    task_mod.SHIPPED_LOGS.append(str(log))
+    from tensorlang import dispatch
+    dispatch.EXTRA_LOGS.append(str(log))
     try:
         assert str(tl.lower(*ops.matmul(64, 96, 32))) == str(tl.lower(s1, a1))
     finally:
-        task_mod.SHIPPED_LOGS.remove(str(log))
+        dispatch.EXTRA_LOGS.remove(str(log))
 
 
 @pytest.mark.parametrize("M,N,K,bias,act", [(64, 96, 32, True, "relu"), (3, 40, 17, True, "gelu_tanh"),
@@ -128,8 +128,9 @@ def test_dense_with_fused_epilogue(M, N, K, bias, act):
     s, args = ops.dense(M, N, K, bias=bias, activation=act)
     text = str(tl.lower(s, args))
     if act or bias:                     # the epilogue is applied where the tile is written
-        stores = [ln for ln in text.splitlines()[1:] if "Y[" in ln]
-        assert "allocate acc" in text and stores and all("acc[" in ln for ln in stores)
+        # one buffer (the accumulator tile) and no buffer for any epilogue stage
+        allocs = [ln.split(":")[0].split()[-1] for ln in text.splitlines() if "allocate" in ln]
+        assert set(allocs) == {"acc", "packedB"}
     out = np.full((M, N), np.nan, np.float32)
     tl.build(s, args, bounds_check=True)(*([x, w, b] if bias else [x, w]), out)
     ref = x.astype(np.float64) @ w.T.astype(np.float64) + (b if bias else 0)
@@ -141,3 +142,45 @@ def test_dense_with_fused_epilogue(M, N, K, bias, act):
 def test_dense_bad_activation():
     with pytest.raises(tl.TensorlangError, match="dense: activation must be None or one of"):
         ops.dense(4, 4, 4, activation="swish")
+
+
+@pytest.mark.parametrize("op,knobs", [("dense", None), ("dense", {"nb": 16, "mb": 8, "mr": 2, "ku": 1}),
+                                      ("matmul", {"nb": 64, "mb": 16, "mr": 4, "ku": 2}),
+                                      ("batch_matmul", None)])
+def test_prepacked_weights_pack_once_with_the_kernels_config(op, knobs):
+    """weights="pack" builds the packing kernel from the same config as the kernel, and the
+    "prepacked" kernel takes its output: a graph compiler packs constant weights once."""
+    import autotune
+    from tests import reference as R
+    M, N, K = 24, 70, 19
+    batch = (2,) if op == "batch_matmul" else ()
+    shape_args = (*batch, M, N, K)
+    fn = getattr(ops, op)
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((*batch, M, K), dtype=np.float32)
+    b = rng.standard_normal((*batch, N, K) if op == "dense" else (*batch, K, N), dtype=np.float32)
+    ref = R.dense(a, b) if op == "dense" else a.astype(np.float64) @ b
+    ctx = (autotune.ApplyConfig(autotune.create_task(f"ops/{op}", [*shape_args, "float32"])
+                                .config_space.from_json(knobs)) if knobs else dispatch_none())
+    with ctx:
+        sp, pargs = fn(*shape_args, weights="pack")
+        sk, kargs = fn(*shape_args, weights="prepacked", epilogue=lambda y: ops.compute.relu(y))
+    assert [t.op.name for t in pargs] == ["B", "packedB"] and kargs[1].op.name == "packedB"
+    assert tl.get_const_tuple(pargs[1].shape) == tl.get_const_tuple(kargs[1].shape)
+    if knobs:
+        assert tl.get_const_tuple(pargs[1].shape)[-1] == knobs["nb"]
+    packed = np.zeros(tl.get_const_tuple(pargs[1].shape), np.float32)
+    tl.build(sp, pargs)(b, packed)
+    out = np.full(ref.shape, np.nan, np.float32)
+    tl.build(sk, kargs, bounds_check=True)(a, packed, out)
+    np.testing.assert_allclose(out, np.maximum(ref, 0), rtol=1e-4, atol=1e-4)
+
+
+def dispatch_none():
+    import contextlib
+    return contextlib.nullcontext()
+
+
+def test_bad_weights_keyword_names_the_choices():
+    with pytest.raises(tl.TensorlangValueError, match=r"dense: weights must be one of \['inline', 'prepacked', 'pack'\]"):
+        ops.dense(8, 8, 8, weights="packed")

@@ -110,3 +110,26 @@ def test_isnan():
     c = np.zeros(5, "int32")
     f(a, c)
     np.testing.assert_array_equal(c, np.isnan(a))
+
+
+def test_constant_dims_convert_like_tvm_intimm():
+    import operator
+    A = te.placeholder((64, 56, 56), name="A")
+    assert [int(d) for d in A.shape] == [64, 56, 56]
+    assert [operator.index(d) for d in A.shape] == [64, 56, 56]
+    assert list(range(A.shape[0]))[-1] == 63               # __index__ lets range take it
+    assert tvm.get_const_tuple(A.shape) == (64, 56, 56)
+    assert te.get_const_tuple(A) == (64, 56, 56)
+    assert float(tvm.const(2.5, "float32")) == 2.5
+
+
+def test_symbolic_dims_refuse_int_and_get_const_tuple_with_a_clear_message():
+    n = te.var("n")
+    A = te.placeholder((n, 4), name="A")
+    with pytest.raises(tvm.TensorlangTypeError, match="symbolic expression"):
+        int(A.shape[0])
+    with pytest.raises(TypeError, match=r"dimension `n` .* is not a constant integer"):
+        tvm.get_const_tuple(A.shape)
+    with pytest.raises(TypeError, match="not an integer"):
+        operator_index = __import__("operator").index
+        operator_index(tvm.const(1.5, "float32"))

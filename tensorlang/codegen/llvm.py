@@ -1,10 +1,16 @@
 """Loop IR -> LLVM IR text.
 
-The generated function is ``void @name(ptr %arg.A, ..., i32 %arg.n, ..., ptr %tl.err)``: one pointer per
-buffer parameter (``noalias``, aligned to its element size, which the runtime checks), one
-integer per symbolic shape variable, and a pointer to four int64 error slots that the
+One LLVM module holds one or more kernels. A kernel is ``void @name(ptr %arg.A, ..., i32 %arg.n,
+..., ptr %tl.ws, ptr %tl.err)``: one pointer per buffer parameter (``noalias``, aligned to its
+element size, which the runtime checks), one integer per symbolic shape variable, the
+caller's workspace (64-byte aligned), and a pointer to four int64 error slots that the
 runtime reads after the call (bounds violations and failed allocations are reported there
 instead of crashing).
+
+* Heap intermediates of constant size are carved from the workspace at offsets fixed here
+  (a stack discipline: nested buffers get disjoint ranges, buffers in sequence share one);
+  the kernel's ``workspace_bytes`` is the high-water mark. Intermediates of symbolic size,
+  and those inside a parallel loop (each thread needs its own), use ``aligned_alloc``.
 
 * Vector expressions become LLVM vector types: a load or store whose index is
   ``ramp(base, 1, n)`` is one ``<n x T>`` access; other vector indices are gathered lane by lane.
@@ -15,6 +21,8 @@ instead of crashing).
 * Integer division never traps: division by 0 gives 0 (as numpy does) and by -1 negates.
 * ``if_then_else`` whose branches read memory or divide is emitted with branches, so that only
   the selected branch runs.
+* A ``Let``'s value is emitted once, where the Let stands, and its body reads that register:
+  an inlined stage read several times is not duplicated in the LLVM text.
 
 LLVM IR is emitted as text (llvmlite's IR builder cannot set ``nsw`` or fast-math flags);
 llvmlite then parses, verifies, optimises and compiles it.
@@ -28,7 +36,7 @@ import struct
 from .. import dtype as dt
 from . import vecmath
 from ..arith import may_fault, walk
-from ..te.expr import Binary, Call, Cast, Const, Expr, Not, Select, Var
+from ..te.expr import Binary, Call, Cast, Const, Expr, Let, Not, Select, Var
 from ..tir.nodes import (Allocate, Broadcast, Buffer, For, IfThenElse, Load, PrimFunc, Ramp, Seq,
                          Store)
 
@@ -98,7 +106,9 @@ class ModuleGen:
         self.functions: list[str] = []
         self.globals: list[str] = []
         self.counter = 0
-        self.buffer_names: list[str] = []
+        self.kernel = name                  # the kernel being emitted, and its
+        self.buffer_names: list[str] = []   # buffers (for bounds-error reports)
+        self.ws_top = self.ws_bytes = 0     # and its workspace: offset in use, high-water mark
 
     def declare(self, name: str, decl: str) -> str:
         self.decls.setdefault(name, decl)
@@ -198,6 +208,12 @@ class FnGen:
             return self.env[e.uid]
         if isinstance(e, Binary):
             return self.binary(e)
+        if isinstance(e, Let):         # the value once, where the Let stands; the body reads it
+            self.env[e.var.uid] = self.ev(e.value)
+            try:
+                return self.ev(e.body)
+            finally:
+                del self.env[e.var.uid]
         if isinstance(e, Not):
             return self.emit(f"xor {self.ev(e.a)}, {literal(True, e.dtype)}", e.dtype)
         if isinstance(e, Select):
@@ -652,7 +668,7 @@ class FnGen:
         for slot, k in enumerate(keys):
             p = self.emit(f"getelementptr {struct_ty}, ptr {ctx}, i32 0, i32 {slot}", "handle")
             self.emit(f"store {captured[k]}, ptr {p.ref}")
-        fname = self.mod.fresh(f"{self.mod.name}.parallel")
+        fname = self.mod.fresh(f"{self.mod.kernel}.parallel")
         self.mod.declare("GOMP_parallel", "declare void @GOMP_parallel(ptr, ptr, i32, i32)")
         self.emit(f'call void @GOMP_parallel(ptr @"{fname}", ptr {ctx}, i32 0, i32 0)')
 
@@ -694,6 +710,18 @@ class FnGen:
             self.stmt(s.body)
             del self.env[b.data.uid]
             return
+        size = b.const_size()
+        if size is not None and not self.in_parallel:
+            # a constant range of the caller's workspace, free again once the body is emitted
+            offset = self.mod.ws_top
+            self.mod.ws_top += -(-max(size * dt.itemsize(b.dtype), 1) // 64) * 64
+            self.mod.ws_bytes = max(self.mod.ws_bytes, self.mod.ws_top)
+            p = self.emit(f"getelementptr inbounds i8, ptr {self.env[-2].ref}, i64 {offset}", "handle")
+            self.env[b.data.uid] = p
+            self.stmt(s.body)
+            del self.env[b.data.uid]
+            self.mod.ws_top = offset
+            return
         count = self.cast(self.ev(b.shape[0]), "int64")
         nbytes = self.emit(f"mul i64 {count.ref}, {dt.itemsize(b.dtype)}", "int64")
         padded = self.emit(f"add i64 {nbytes.ref}, 63", "int64")
@@ -733,9 +761,26 @@ def _dim(s: Expr, names: dict):
     return [s.op, _dim(s.a, names), _dim(s.b, names)]
 
 
-def codegen(func: PrimFunc, target, bounds_check: bool = False, fast_math: bool = False) -> tuple[str, dict]:
-    """LLVM IR text of ``func`` and the metadata the runtime needs to check call arguments."""
-    mod = ModuleGen(func.name, target, bounds_check, fast_math)
+def codegen(funcs, target, bounds_check: bool = False, fast_math: bool = False,
+            name: str | None = None) -> tuple[str, dict]:
+    """LLVM IR text of one module holding the kernels ``funcs`` (a PrimFunc or a list of
+    them) and the metadata the runtime needs: ``{"name", "target", "kernels": [...]}`` with
+    each kernel's parameters (to check call arguments) and ``workspace_bytes``."""
+    funcs = [funcs] if isinstance(funcs, PrimFunc) else list(funcs)
+    mod = ModuleGen(name or funcs[0].name, target, bounds_check, fast_math)
+    kernels = [_kernel(mod, f) for f in funcs]
+    meta = {"name": mod.name, "target": str(target), "kernels": kernels}
+    blob = json.dumps(meta).encode() + b"\0"
+    enc = "".join(chr(c) if 32 <= c < 127 and c not in (34, 92) else f"\\{c:02X}" for c in blob)
+    mod.globals.append(f'@__tensorlang_meta = private unnamed_addr constant [{len(blob)} x i8] c"{enc}"')
+    mod.functions.append("define ptr @tensorlang_metadata() {\nentry:\n  ret ptr @__tensorlang_meta\n}\n")
+    return mod.text(), meta
+
+
+def _kernel(mod: ModuleGen, func: PrimFunc) -> dict:
+    """Emit ``func`` into ``mod``; its metadata."""
+    mod.kernel, mod.buffer_names, mod.ws_top, mod.ws_bytes = func.name, [], 0, 0
+    first = len(mod.functions)           # the kernel goes before its outlined parallel loops
     g = FnGen(mod)
     params = []
     for b in func.params:
@@ -744,13 +789,15 @@ def codegen(func: PrimFunc, target, bounds_check: bool = False, fast_math: bool 
     for v in func.shape_vars:
         g.env[v.uid] = V(v.dtype, f'%"arg.{v.name}.{v.uid}"')
         params.append(f'{lty(v.dtype)} %"arg.{v.name}.{v.uid}"')
+    g.env[-2] = V("handle", '%"tl.ws"')
+    params.append('ptr noalias align 64 %"tl.ws"')
     g.env[-1] = V("handle", '%"tl.err"')
     params.append('ptr %"tl.err"')
     for b in func.params:
         mod.buffer_id(b.name)
     g.stmt(func.body)
     g.emit("ret void")
-    mod.functions.insert(0, g.finish(f'define void @"{func.name}"({", ".join(params)}) #0'))
+    mod.functions.insert(first, g.finish(f'define void @"{func.name}"({", ".join(params)}) #0'))
     unique: dict[int, str] = {}
     for v in func.shape_vars:            # two different variables may share a name
         nm, k = v.name, 0
@@ -758,19 +805,15 @@ def codegen(func: PrimFunc, target, bounds_check: bool = False, fast_math: bool 
             k += 1
             nm = f"{v.name}_{k}"
         unique[v.uid] = nm
-    meta = {
+    return {
         "name": func.name,
         "params": [{"name": b.name, "dtype": b.dtype, "shape": [_dim(s, unique) for s in b.shape]}
                    for b in func.params],
         "shape_vars": [{"name": unique[v.uid], "dtype": v.dtype} for v in func.shape_vars],
         "outputs": list(func.outputs),
         "buffers": mod.buffer_names,
-        "target": str(target),
-        "bounds_check": bounds_check,
+        "workspace_bytes": mod.ws_bytes,
+        "target": str(mod.target),
+        "bounds_check": mod.bounds_check,
         "tir": str(func),
     }
-    blob = json.dumps(meta).encode() + b"\0"
-    enc = "".join(chr(c) if 32 <= c < 127 and c not in (34, 92) else f"\\{c:02X}" for c in blob)
-    mod.globals.append(f'@__tensorlang_meta = private unnamed_addr constant [{len(blob)} x i8] c"{enc}"')
-    mod.functions.append("define ptr @tensorlang_metadata() {\nentry:\n  ret ptr @__tensorlang_meta\n}\n")
-    return mod.text(), meta

@@ -99,6 +99,8 @@ class Target:
                                                                         "sapphire", "icelake", "cascade"))
 
     def machine(self, pic: bool = False):
+        """A TargetMachine; ``pic=True``: position-independent code (small code model), which
+        ``build`` gives the JIT so that the object it emits also links into a shared library."""
         init_llvm()
         if self.mcpu is not None or self.mattr:
             _check_cpu_and_features(self.cpu, self.features)

@@ -11,11 +11,10 @@ name, ``reduce`` any reduction. ``ops.compute`` holds compute-only definitions (
 conventions) to compose into larger pipelines.
 """
 
-from pathlib import Path
-
+from ..dispatch import shipped_log  # noqa: F401
 from . import compute  # noqa: F401
 from .conv2d import conv2d_nchw, depthwise_conv2d_nchw
-from .conv2d_layouts import conv2d_NCHWc, conv2d_nhwc
+from .conv2d_layouts import conv2d_NCHWc, conv2d_NCHWc_layout, conv2d_nhwc
 from .injective import injective, schedule_injective
 from .matmul import batch_matmul, dense, matmul
 from .nn import (batch_norm, fused_elementwise, layer_norm, log_softmax, rms_norm, row_max,
@@ -23,27 +22,7 @@ from .nn import (batch_norm, fused_elementwise, layer_norm, log_softmax, rms_nor
 from .pool import avg_pool2d, max_pool2d
 from .reduction import global_avg_pool2d, reduce
 
-LOG_FOLDER = Path(__file__).resolve().parents[2] / "tuning_logs"
-
-
-def shipped_log() -> Path:
-    """The log of tuned records shipped for this machine's CPU (``tuning_logs/<cpu>.jsonl``,
-    ``<cpu>`` as LLVM names it); the operators apply its records automatically, and only
-    records whose target is this host's."""
-    from ..codegen.target import Target
-    return LOG_FOLDER / f"{Target.parse('llvm').cpu}.jsonl"
-
-
-def _register_shipped_log() -> None:
-    from autotune.task import SHIPPED_LOGS as registry
-    log = shipped_log()
-    if log.exists() and str(log) not in registry:
-        registry.append(str(log))
-
-
-_register_shipped_log()
-
-__all__ = ["avg_pool2d", "batch_matmul", "batch_norm", "conv2d_NCHWc", "conv2d_nchw",
+__all__ = ["avg_pool2d", "batch_matmul", "batch_norm", "conv2d_NCHWc", "conv2d_NCHWc_layout", "conv2d_nchw",
            "conv2d_nhwc", "dense", "depthwise_conv2d_nchw", "fused_elementwise",
            "global_avg_pool2d", "injective", "layer_norm", "log_softmax", "matmul", "max_pool2d",
-           "reduce", "rms_norm", "row_max", "row_sum", "schedule_injective", "softmax"]
+           "reduce", "rms_norm", "shipped_log", "row_max", "row_sum", "schedule_injective", "softmax"]

@@ -1,7 +1,12 @@
 """2-D convolutions in the channels-innermost layouts: ``conv2d_nhwc`` (data NHWC, weights
 HWIO) and ``conv2d_NCHWc`` (data, weights and output blocked by channels, TOPI's
 ``NCHW{ic}c`` / ``OIHW{ic}i{oc}o`` / ``NCHW{oc}c``), each with an optional fused epilogue
-``O = act(conv + bias[channel] + residual)``.
+(``epilogue=``, a function of the output tensor, or the keywords ``O = act(conv +
+bias[channel] + residual)``), inlined into the output stage, and the weights packed inside
+the kernel or once, ahead (``weights=``, as in ``conv2d_nchw``). A template is a compute
+from ``ops.compute`` (``conv2d_pad``, ``conv2d_pack_weights``, ``conv2d_nhwc_packed``,
+``kernel_to_oihw_ic_oc``, ``conv2d_NCHWc``) and a schedule (``schedule_conv2d_nhwc``,
+``schedule_conv2d_NCHWc``) that finds the convolution from the outputs by its tag.
 
 In both layouts the output channels are innermost, so the GEMM micro-kernel applies
 directly, with no layout change of the output:
@@ -24,16 +29,20 @@ directly, with no layout change of the output:
   faster on res4's 3x3, whose 2.3 MB of weights do not stay in L2; about even elsewhere). The
   reduction runs (ry, rx, c). The (channel tile, batch, row) triples are split between the
   cores, channel tiles outermost: the rows of one tile reuse its weight panel from L2;
-* **NCHWc**: the weights already come in panels of oc_block channels
-  (``W[fo, c // ic, ry, rx, c % ic, :]``), and the reduction runs (input channel block,
+* **NCHWc**: the weights come in panels of oc_block channels
+  (``W[fo, c // ic, ry, rx, c % ic, :]``, packed from OIHW inside the kernel or ahead), and the reduction runs (input channel block,
   ry, rx, channel within the block), so that one step's data is contiguous. With 16-channel
   blocks a tile spans 2 blocks (knob ``ob``: blocks per tile), FB = ob x oc_block = 32.
   The (batch, tile of channel blocks, row) triples are split between the cores.
 
 The sizes are knobs of the templates ``"ops/conv2d_nhwc"`` (``fb``, ``xb``, ``pack_w``,
 ``outer``: channel tiles or rows outermost in the parallel loop) and ``"ops/conv2d_NCHWc"``
-(``xb``, ``ob``), keyed by the convolution's arguments only: the epilogue is a keyword
-argument, so a record tuned for the plain convolution applies to the fused one.
+(``ic_bn``, ``oc_bn``: the channel blocks of the data and output layouts, ``xb``, ``ob``),
+keyed by the convolution's arguments only: the epilogue, the weights mode and explicit
+block sizes are keyword arguments, so a record tuned for the plain convolution applies to
+the fused one. ``conv2d_NCHWc_layout`` answers which blocks the current dispatch (tuned
+record or default) gives, so that a graph compiler can lay out the tensors around the
+convolution that way (TVM's alter-op-layout).
 
 Shapes need not divide the tile sizes: tails are guarded and loop partitioning moves the
 guards out of the main loops.
@@ -41,37 +50,36 @@ guards out of the main loops.
 
 from __future__ import annotations
 
-import autotune
 
+from ..dispatch import get_config, template
 from .. import te
 from .. import dtype as dt
 from ..errors import TensorlangValueError
 from ..schedule import create_schedule
-from .common import epilogue, knob
-from .conv2d import LANES, _check, _check_epilogue, _divisor, _out_size, _vectorize_cols
+from ..te.expr import get_const_tuple
+from . import compute
+from .common import check_weights, epilogue_of, find_stage, input_tagged, knob, view_output
+from .conv2d import (LANES, check_activation, check_conv2d, largest_divisor,
+                     schedule_conv2d_pack_weights, vectorize_cols)
 
 
-def _validate(op, dims, stride, padding, H, W, KH, KW, activation):
-    OH, OW = _check(op, dims, stride, padding, H, W, KH, KW)
-    _check_epilogue(op, activation)
-    return OH, OW
-
-
-def _zero_pad(A, shape, hw_axes, pad, dtype):
-    """A padded with zeros by ``pad`` on both sides of the two ``hw_axes``; None when pad is 0."""
-    if pad == 0:
+def _nchwc_epilogue(bias, residual, activation):
+    """The keyword epilogue on the blocked output: bias (CO,) at channel ``fo * oc + fi``
+    (``compute.bias_add_nchwc``)."""
+    from .compute import activation as act, add
+    if not (bias or residual or activation is not None):
         return None
-    (ha, wa), (H, W) = hw_axes, (shape[hw_axes[0]], shape[hw_axes[1]])
-    out = list(shape)
-    out[ha], out[wa] = H + 2 * pad, W + 2 * pad
 
-    def val(*i):
-        y, x = i[ha], i[wa]
-        src = list(i)
-        src[ha], src[wa] = y - pad, x - pad
-        return te.if_then_else(te.all(y >= pad, y < H + pad, x >= pad, x < W + pad),
-                               A[tuple(src)], te.const(0, dtype))
-    return te.compute(tuple(out), val, name="Apad")
+    def epilogue(y):
+        shape, extra = get_const_tuple(y.shape), []
+        if bias:
+            b = te.placeholder((shape[1] * shape[4],), name="bias", dtype=y.dtype)
+            y, extra = compute.bias_add_nchwc(y, b), [b]
+        if residual:
+            r = te.placeholder(shape, name="residual", dtype=y.dtype)
+            y, extra = add(y, r), extra + [r]
+        return (act(y, activation) if activation is not None else y), extra
+    return epilogue
 
 
 def _vectorize_channels(stage, extent):
@@ -89,144 +97,209 @@ def _micro_kernel(s, out, acc, xb, fb, xo):
     *_, xc, fc = s[acc].op.axis
     s[acc].reorder(*s[acc].op.reduce_axis, xc, fc)
     s[acc].unroll(xc)
-    _vectorize_cols(s[acc], fc, fb)
+    vectorize_cols(s[acc], fc, fb)
+
+
+def _pack_kernel(WP):
+    s = create_schedule(WP.op)
+    schedule_conv2d_pack_weights(s, WP)
+    return s, [WP.op.input_tensors[0], WP]
 
 
 # --------------------------------------------------------------------------- NHWC
 
 def conv2d_nhwc(N, H, W, CI, CO, KH, KW, stride=1, padding=0, dtype="float32", *,
-                bias=False, residual=False, activation=None):
-    """O[n, y, x, f] = act(sum_{ry, rx, c} Apad[n, y*stride + ry, x*stride + rx, c] *
-    W[ry, rx, c, f] + bias[f] + residual[n, y, x, f]), zero padding. A: (N, H, W, CI),
-    W: (KH, KW, CI, CO) (HWIO), bias: (CO,), residual and O: (N, OH, OW, CO). Returns
-    ``(schedule, [A, W, (bias,) (residual,) O])``: the tuned record of the plain
-    convolution's workload if there is one, else the default schedule."""
+                bias=False, residual=False, activation=None, epilogue=None, weights="inline"):
+    """O[n, y, x, f] = epi(sum_{ry, rx, c} Apad[n, y*stride + ry, x*stride + rx, c] *
+    W[ry, rx, c, f]), zero padding. A: (N, H, W, CI), W: (KH, KW, CI, CO) (HWIO), O:
+    (N, OH, OW, CO). The epilogue: ``epilogue`` (a function of O) or the keywords ``bias``
+    (CO,), ``residual`` (O's shape), ``activation``, channel axis 3. ``weights``:
+    ``"inline"``, ``"prepacked"`` (W is ``Wpacked[f // FB, ry, rx, c, f % FB]``, the
+    ``"pack"`` kernel's output) or ``"pack"`` (``(schedule, [W, Wpacked])``). Returns
+    ``(schedule, [A, W, *epilogue inputs, O])``: the tuned record of the plain convolution's
+    workload if there is one, else the default schedule."""
     op = "conv2d_nhwc"
-    _validate(op, dict(N=N, H=H, W=W, CI=CI, CO=CO, KH=KH, KW=KW), stride, padding,
-              H, W, KH, KW, activation)
+    check_conv2d(op, dict(N=N, H=H, W=W, CI=CI, CO=CO, KH=KH, KW=KW), stride, padding,
+                 H, W, KH, KW)
+    check_activation(op, activation)
     return _nhwc_template(N, H, W, CI, CO, KH, KW, stride, padding, dt.check(dtype),
-                          bias=bool(bias), residual=bool(residual), activation=activation)
+                          epilogue=epilogue_of(op, epilogue, 3, bias, residual, activation),
+                          weights=check_weights(op, weights))
 
 
-@autotune.template("ops/conv2d_nhwc", warn_fallback=False)
+@template("ops/conv2d_nhwc", warn_fallback=False)
 def _nhwc_template(N, H, W, CI, CO, KH, KW, stride, padding, dtype, *, bias=False,
-                   residual=False, activation=None):
-    """The NHWC schedule (module docstring) with its tile sizes and weight packing as knobs."""
-    S, pad = stride, padding
-    OH, OW = _out_size(H, W, KH, KW, S, pad)
-    cfg = autotune.get_config()
+                   residual=False, activation=None, epilogue=None, weights="inline"):
+    """compute (``compute.conv2d_nhwc_packed``) + ``schedule_conv2d_nhwc``, the tile sizes and
+    weight packing knobs."""
+    op = "conv2d_nhwc"
+    OH, OW = compute.conv2d_output_size(H, W, KH, KW, stride, padding, op=op)
+    cfg = get_config()
     fb = knob(cfg, "fb", [LANES, 2 * LANES, 4 * LANES], LANES if CO <= LANES else 2 * LANES)
-    xb = knob(cfg, "xb", [4, 6, 7, 8, 12, 14, 16, 28], _divisor(OW, 7, 14))
+    knob(cfg, "xb", [4, 6, 7, 8, 12, 14, 16, 28], largest_divisor(OW, 7, 14))
     pack = knob(cfg, "pack_w", [0, 1], 1)
-    outer = knob(cfg, "outer", ["channel", "row"], "channel")
+    knob(cfg, "outer", ["channel", "row"], "channel")
 
     A = te.placeholder((N, H, W, CI), name="A", dtype=dtype)
     Wt = te.placeholder((KH, KW, CI, CO), name="W", dtype=dtype)
-    P = _zero_pad(A, (N, H, W, CI), (1, 2), pad, dtype)
-    src = A if P is None else P
-    nfo = -(-CO // fb)
-    if pack:
-        WP = te.compute((nfo, KH, KW, CI, fb), lambda fo, i, j, c, fi: te.if_then_else(
-            fo * fb + fi < CO, Wt[i, j, c, fo * fb + fi], te.const(0, dtype)), name="Wpack")
-        weight = lambda i, j, c, f: WP[f // fb, i, j, c, f % fb]        # noqa: E731
-    else:
-        WP = None
-        weight = lambda i, j, c, f: Wt[i, j, c, f]                      # noqa: E731
-    ry = te.reduce_axis((0, KH), name="ry")
-    rx = te.reduce_axis((0, KW), name="rx")
-    rc = te.reduce_axis((0, CI), name="rc")
-    Oc = te.compute((N, OH, OW, CO), lambda n, y, x, f: te.sum(
-        src[n, y * S + ry, x * S + rx, rc] * weight(ry, rx, rc, f), axis=[ry, rx, rc]),
-        name="Oc")
-    O, extra = epilogue("conv2d_nhwc", lambda *i: Oc[i], (N, OH, OW, CO), lambda *i: i[3],
-                        CO, dtype, bias=bias, residual=residual, activation=activation)
+    WP = compute.conv2d_pack_weights(Wt, fb, "HWIO")
+    if weights == "pack":
+        return _pack_kernel(WP)
+    if weights == "prepacked":               # (packed whatever the config: nothing to save)
+        Wt = WP = te.placeholder(get_const_tuple(WP.shape), name="Wpacked", dtype=dtype)
+    elif not pack:
+        WP = Wt
+    Oc = compute.conv2d_nhwc_packed(A, WP, stride, padding, out_channels=CO, name="Oc")
+    s, O, extra = view_output(op, (N, OH, OW, CO), lambda *i: Oc[i],
+                              epilogue_of(op, epilogue, 3, bias, residual, activation),
+                              known=[A, Wt])
+    schedule_conv2d_nhwc(cfg, s, [O])
+    return s, [A, Wt, *extra, O]
 
-    s = create_schedule(O.op)
+
+def schedule_conv2d_nhwc(cfg, s, outs) -> None:
+    """The NHWC schedule (module docstring) of the convolution tagged ``"conv2d_nhwc"``
+    computed at the tiles of ``outs[0]``; its padding and packing stages by their tags."""
+    O = outs[0]
+    Oc = find_stage(outs, "conv2d_nhwc").output(0)
+    P = input_tagged(Oc.op, "conv2d_pad")
+    WP = input_tagged(Oc.op, "conv2d_pack_weights")
+    fb, xb = cfg["fb"].val, cfg["xb"].val
     n, y, x, f = O.op.axis
     fo, fi = s[O].split(f, factor=fb)
     xo, xi = s[O].split(x, factor=xb)
-    if outer == "channel":
+    if cfg["outer"].val == "channel":
         s[O].reorder(fo, n, y, xo, xi, fi)
         s[O].parallel(s[O].fuse(fo, n, y))
     else:
         s[O].reorder(n, y, fo, xo, xi, fi)
         s[O].parallel(s[O].fuse(n, y))
-    _vectorize_cols(s[O], fi, fb)
+    vectorize_cols(s[O], fi, fb)
     _micro_kernel(s, O, Oc, xb, fb, xo)
     if P is not None:
         s[P].parallel(s[P].fuse(*s[P].op.axis[:2]))
-        _vectorize_channels(s[P], CI)
+        _vectorize_channels(s[P], get_const_tuple(P.shape)[-1])
     if WP is not None:
-        s[WP].vectorize(s[WP].op.axis[-1])
-        s[WP].parallel(s[WP].op.axis[0])
-    return s, [A, Wt, *extra, O]
+        schedule_conv2d_pack_weights(s, WP)
 
 
 # --------------------------------------------------------------------------- NCHWc
 
-def conv2d_NCHWc(N, CI, H, W, CO, KH, KW, stride=1, padding=0, ic_block=16, oc_block=16,
-                 dtype="float32", *, bias=False, residual=False, activation=None):
-    """O[n, fo, y, x, fi] = act(sum_{co, ry, rx, ci} Apad[n, co, y*stride + ry,
-    x*stride + rx, ci] * W[fo, co, ry, rx, ci, fi] + bias[fo * oc_block + fi] +
-    residual[n, fo, y, x, fi]), zero padding. A: (N, CI // ic_block, H, W, ic_block),
-    W: (CO // oc_block, CI // ic_block, KH, KW, ic_block, oc_block), bias: (CO,), residual
-    and O: (N, CO // oc_block, OH, OW, oc_block). Returns ``(schedule, [A, W, (bias,)
-    (residual,) O])``: the tuned record of the plain convolution's workload if there is
-    one, else the default schedule."""
-    op = "conv2d_NCHWc"
-    _validate(op, dict(N=N, CI=CI, H=H, W=W, CO=CO, KH=KH, KW=KW, ic_block=ic_block,
-                       oc_block=oc_block), stride, padding, H, W, KH, KW, activation)
-    if CI % ic_block:
+_BLOCKS = (1, 2, 4, 8, 16, 32, 64)
+
+
+def nchwc_knobs(cfg, CI, CO, OW, ic_block=None, oc_block=None) -> dict:
+    """The knobs of ``"ops/conv2d_NCHWc"``: the channel blocks ``ic_bn`` / ``oc_bn``
+    (divisors of CI / CO up to 64, default 16 or the largest divisor below it; explicit
+    ``ic_block`` / ``oc_block`` take their place), columns of a tile ``xb`` and output
+    channel blocks of a tile ``ob`` (default: 32 channels)."""
+    def block(name, C, given):
+        cands = [b for b in _BLOCKS if C % b == 0]
+        v = knob(cfg, name, cands, max(b for b in cands if b <= 16))
+        return v if given is None else given
+    ic = block("ic_bn", CI, ic_block)
+    oc = block("oc_bn", CO, oc_block)
+    return dict(ic=ic, oc=oc, xb=knob(cfg, "xb", [4, 7, 8, 14, 16, 28], largest_divisor(OW, 7, 14)),
+                ob=knob(cfg, "ob", [1, 2, 4], max(1, min(2 * LANES // oc, 4, CO // oc))))
+
+
+def _check_nchwc(op, N, CI, H, W, CO, KH, KW, stride, padding, ic_block, oc_block):
+    blocks = {k: v for k, v in (("ic_block", ic_block), ("oc_block", oc_block)) if v is not None}
+    check_conv2d(op, dict(N=N, CI=CI, H=H, W=W, CO=CO, KH=KH, KW=KW, **blocks), stride,
+                 padding, H, W, KH, KW)
+    if ic_block is not None and CI % ic_block:
         raise TensorlangValueError(
             f"{op}: CI={CI} input channels are not divisible by ic_block={ic_block}")
-    if CO % oc_block:
+    if oc_block is not None and CO % oc_block:
         raise TensorlangValueError(
             f"{op}: CO={CO} output channels are not divisible by oc_block={oc_block}")
-    return _nchwc_template(N, CI, H, W, CO, KH, KW, stride, padding, ic_block, oc_block,
-                           dt.check(dtype), bias=bool(bias), residual=bool(residual),
-                           activation=activation)
 
 
-@autotune.template("ops/conv2d_NCHWc", warn_fallback=False)
-def _nchwc_template(N, CI, H, W, CO, KH, KW, stride, padding, ic_block, oc_block, dtype, *,
-                    bias=False, residual=False, activation=None):
-    """The NCHWc schedule (module docstring) with its tile size as a knob."""
-    S, pad, ic, oc = stride, padding, ic_block, oc_block
-    OH, OW = _out_size(H, W, KH, KW, S, pad)
-    cfg = autotune.get_config()
-    xb = knob(cfg, "xb", [4, 7, 8, 14, 16, 28], _divisor(OW, 7, 14))
-    ob = knob(cfg, "ob", [1, 2, 4], max(1, min(2 * LANES // oc, 4, CO // oc)))
+def conv2d_NCHWc(N, CI, H, W, CO, KH, KW, stride=1, padding=0, ic_block=None, oc_block=None,
+                 dtype="float32", *, bias=False, residual=False, activation=None,
+                 epilogue=None, weights="inline"):
+    """O[n, fo, y, x, fi] = epi(sum_{co, ry, rx, ci} Apad[n, co, y*stride + ry,
+    x*stride + rx, ci] * Wb[fo, co, ry, rx, ci, fi]), zero padding, with ic / oc the channel
+    blocks: ``ic_block`` / ``oc_block`` if given, else the config's (``conv2d_NCHWc_layout``
+    tells which). A: (N, CI // ic, H, W, ic); O: (N, CO // oc, OH, OW, oc). ``weights``:
+    ``"inline"``: W is OIHW (CO, CI, KH, KW), blocked inside the kernel; ``"prepacked"``: W
+    is Wb = (CO // oc, CI // ic, KH, KW, ic, oc) (``OIHW{ic}i{oc}o``, the ``"pack"``
+    kernel's output); ``"pack"``: ``(schedule, [W, Wb])``. The epilogue: ``epilogue`` (a
+    function of the blocked O) or the keywords ``bias`` (CO,) read at ``fo * oc + fi``,
+    ``residual`` (O's shape), ``activation``. Returns ``(schedule, [A, W, *epilogue
+    inputs, O])``: the tuned record of the convolution's workload ``(N, CI, H, W, CO, KH,
+    KW, stride, padding, dtype)`` if there is one, else the default schedule."""
+    op = "conv2d_NCHWc"
+    _check_nchwc(op, N, CI, H, W, CO, KH, KW, stride, padding, ic_block, oc_block)
+    check_activation(op, activation)
+    epilogue_of(op, epilogue, 1, bias, residual, activation)      # checks (not both, callable)
+    epi = epilogue if epilogue is not None else _nchwc_epilogue(bias, residual, activation)
+    return _nchwc_template(N, CI, H, W, CO, KH, KW, stride, padding, dt.check(dtype),
+                           ic_block=ic_block, oc_block=oc_block, epilogue=epi,
+                           weights=check_weights(op, weights))
 
+
+def conv2d_NCHWc_layout(N, CI, H, W, CO, KH, KW, stride=1, padding=0, dtype="float32"):
+    """``(ic_bn, oc_bn)``: the channel blocks ``conv2d_NCHWc`` uses for this convolution
+    under the current dispatch (an applied or shipped tuned record, else the default), i.e.
+    the layouts its data ``NCHW{ic_bn}c``, weights ``OIHW{ic_bn}i{oc_bn}o`` and output
+    ``NCHW{oc_bn}c`` take."""
+    op = "conv2d_NCHWc"
+    _check_nchwc(op, N, CI, H, W, CO, KH, KW, stride, padding, None, None)
+    return _nchwc_template(N, CI, H, W, CO, KH, KW, stride, padding, dt.check(dtype),
+                           layout_only=True)
+
+
+@template("ops/conv2d_NCHWc", warn_fallback=False)
+def _nchwc_template(N, CI, H, W, CO, KH, KW, stride, padding, dtype, *, ic_block=None,
+                    oc_block=None, epilogue=None, weights="inline", layout_only=False):
+    """compute (``compute.kernel_to_oihw_ic_oc`` + ``compute.conv2d_NCHWc``) +
+    ``schedule_conv2d_NCHWc``, the blocks and tile sizes knobs (``nchwc_knobs``)."""
+    op = "conv2d_NCHWc"
+    OH, OW = compute.conv2d_output_size(H, W, KH, KW, stride, padding, op=op)
+    cfg = get_config()
+    k = nchwc_knobs(cfg, CI, CO, OW, ic_block, oc_block)
+    ic, oc = k["ic"], k["oc"]
+    if layout_only:
+        return ic, oc
     A = te.placeholder((N, CI // ic, H, W, ic), name="A", dtype=dtype)
-    Wt = te.placeholder((CO // oc, CI // ic, KH, KW, ic, oc), name="W", dtype=dtype)
-    P = _zero_pad(A, (N, CI // ic, H, W, ic), (2, 3), pad, dtype)
-    src = A if P is None else P
-    rco = te.reduce_axis((0, CI // ic), name="rco")
-    ry = te.reduce_axis((0, KH), name="ry")
-    rx = te.reduce_axis((0, KW), name="rx")
-    rci = te.reduce_axis((0, ic), name="rci")
-    shape = (N, CO // oc, OH, OW, oc)
-    Oc = te.compute(shape, lambda n, fo, y, x, fi: te.sum(
-        src[n, rco, y * S + ry, x * S + rx, rci] * Wt[fo, rco, ry, rx, rci, fi],
-        axis=[rco, ry, rx, rci]), name="Oc")
-    O, extra = epilogue("conv2d_NCHWc", lambda *i: Oc[i], shape,
-                        lambda n, fo, y, x, fi: fo * oc + fi, CO, dtype, bias=bias,
-                        residual=residual, activation=activation)
+    Wt = te.placeholder((CO, CI, KH, KW), name="W", dtype=dtype)
+    WP = compute.kernel_to_oihw_ic_oc(Wt, ic, oc, name="Wpack")
+    if weights == "pack":
+        return _pack_kernel(WP)
+    if weights == "prepacked":
+        Wt = WP = te.placeholder(get_const_tuple(WP.shape), name="W", dtype=dtype)
+    Oc = compute.conv2d_NCHWc(A, WP, stride, padding, name="Oc")
+    s, O, extra = view_output(op, get_const_tuple(Oc.shape), lambda *i: Oc[i], epilogue,
+                              known=[A, Wt])
+    schedule_conv2d_NCHWc(cfg, s, [O])
+    return s, [A, Wt, *extra, O]
 
-    s = create_schedule(O.op)
+
+def schedule_conv2d_NCHWc(cfg, s, outs) -> None:
+    """The NCHWc schedule (module docstring) of the convolution tagged ``"conv2d_NCHWc"``
+    computed at the tiles of ``outs[0]``; its padding and weight-blocking stages by their
+    tags."""
+    O = outs[0]
+    Oc = find_stage(outs, "conv2d_NCHWc").output(0)
+    P = input_tagged(Oc.op, "conv2d_pad")
+    WP = input_tagged(Oc.op, "conv2d_pack_weights")
+    xb, ob = cfg["xb"].val, cfg["ob"].val
+    oc = get_const_tuple(Oc.shape)[-1]
     n, fo, y, x, fi = O.op.axis
     foo, foi = s[O].split(fo, factor=ob)
     xo, xi = s[O].split(x, factor=xb)
     s[O].reorder(n, foo, y, xo, foi, xi, fi)
     s[O].parallel(s[O].fuse(n, foo, y))
-    _vectorize_cols(s[O], fi, oc)
+    vectorize_cols(s[O], fi, oc)
     s[Oc].compute_at(s[O], xo)
     *_, fc, _, xc, fic = s[Oc].op.axis
     s[Oc].reorder(*s[Oc].op.reduce_axis, xc, fc, fic)
     s[Oc].unroll(fc)
     s[Oc].unroll(xc)
-    _vectorize_cols(s[Oc], fic, oc)
+    vectorize_cols(s[Oc], fic, oc)
     if P is not None:
         s[P].parallel(s[P].fuse(*s[P].op.axis[:3]))
-        _vectorize_channels(s[P], ic)
-    return s, [A, Wt, *extra, O]
+        _vectorize_channels(s[P], get_const_tuple(P.shape)[-1])
+    if WP is not None:
+        schedule_conv2d_pack_weights(s, WP)

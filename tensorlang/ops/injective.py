@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import json
 
-import autotune
 
+from ..dispatch import get_config, template
 from .. import dtype as dt
 from .. import te
 from ..errors import TensorlangTypeError, TensorlangValueError
@@ -183,11 +183,11 @@ def _build(op, shapes, dtype, attrs):
     return ins, getattr(C, op)(X, **attrs)
 
 
-@autotune.template("ops/injective", warn_fallback=False)
+@template("ops/injective", warn_fallback=False)
 def _injective_template(op, shapes, dtype, attrs):
     ins, out = _build(op, shapes, dtype, attrs)
     s = create_schedule(out.op)
-    cfg = autotune.get_config()
+    cfg = get_config()
     shape = [int(getattr(d, "value", d)) for d in out.shape]
     parallel = bool(knob(cfg, "parallel", [0, 1], int(_size(shape) >= PARALLEL_MIN)))
     axes = dict(attrs).get("axes")

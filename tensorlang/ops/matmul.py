@@ -29,13 +29,15 @@ one, and with ``autotune.apply_history_best(log)`` the log's best record applies
 
 from __future__ import annotations
 
-import autotune
 
+from ..dispatch import get_config, template
 from .. import te
 from .. import dtype as dt
-from . import common
-from .common import check_dims, knob, vector_lanes
 from ..schedule import create_schedule
+from ..te.expr import get_const_tuple
+from .common import (accumulator, check_dims, check_weights, epilogue_of, fused_output,
+                     input_tagged, knob, vector_lanes)
+from .compute import linalg
 
 TILE_M = 32       # rows of a C tile (the parallel loop runs over M / TILE_M tiles)
 K_UNROLL = 4
@@ -48,123 +50,144 @@ def _panel_width(n: int, lanes: int) -> int:
     return 2 * lanes if n >= 2 * lanes else lanes
 
 
-def matmul(M: int, N: int, K: int, dtype: str = "float32"):
-    """C[M, N] = A[M, K] · B[K, N]. Returns ``(schedule, [A, B, C])``: the tuned record of
-    an applied log (``autotune.apply_history_best``) if there is one, else the default."""
+def matmul(M: int, N: int, K: int, dtype: str = "float32", epilogue=None,
+           weights: str = "inline"):
+    """C[M, N] = A[M, K] · B[K, N]. Returns ``(schedule, [A, B, *epilogue inputs, C])``: the
+    tuned record of an applied log (``autotune.apply_history_best``) if there is one, else
+    the default. ``epilogue``: a function of C building element-wise stages over it
+    (``common.fuse_epilogue``), evaluated as each tile of C is written. ``weights``:
+    ``"inline"`` packs B inside the kernel; ``"prepacked"`` takes B already packed into
+    panels (args ``[A, packedB, ...]``); ``"pack"`` returns the packing kernel
+    ``(schedule, [B, packedB])``, built from the same config, to run once at load time."""
     check_dims("matmul", M=M, N=N, K=K)
-    return _matmul_template(M, N, K, dt.check(dtype))
+    return _matmul_template(M, N, K, dt.check(dtype),
+                            epilogue=epilogue_of("matmul", epilogue, -1),
+                            weights=check_weights("matmul", weights))
 
 
-def batch_matmul(batch: int, M: int, N: int, K: int, dtype: str = "float32"):
+def batch_matmul(batch: int, M: int, N: int, K: int, dtype: str = "float32", epilogue=None,
+                 weights: str = "inline"):
     """C[b, M, N] = A[b, M, K] · B[b, K, N] (numpy's ``matmul`` convention). Returns
-    ``(schedule, [A, B, C])``; the batch and row-tile loops are fused and run in parallel."""
+    ``(schedule, [A, B, *epilogue inputs, C])``; the batch and row-tile loops are fused and
+    run in parallel. ``epilogue`` and ``weights`` as in ``matmul``."""
     check_dims("batch_matmul", batch=batch, M=M, N=N, K=K)
-    return _batch_matmul_template(batch, M, N, K, dt.check(dtype))
+    return _batch_matmul_template(batch, M, N, K, dt.check(dtype),
+                                  epilogue=epilogue_of("batch_matmul", epilogue, -1),
+                                  weights=check_weights("batch_matmul", weights))
 
 
-@autotune.template("ops/matmul", warn_fallback=False)
-def _matmul_template(M, N, K, dtype):
-    return _gemm((), M, N, K, dtype)
+@template("ops/matmul", warn_fallback=False)
+def _matmul_template(M, N, K, dtype, *, epilogue=None, weights="inline"):
+    return _gemm((), M, N, K, dtype, epilogue=epilogue, weights=weights)
 
 
-@autotune.template("ops/batch_matmul", warn_fallback=False)
-def _batch_matmul_template(batch, M, N, K, dtype):
-    return _gemm((batch,), M, N, K, dtype)
-
+@template("ops/batch_matmul", warn_fallback=False)
+def _batch_matmul_template(batch, M, N, K, dtype, *, epilogue=None, weights="inline"):
+    return _gemm((batch,), M, N, K, dtype, epilogue=epilogue, weights=weights)
 
 
 def dense(M: int, N: int, K: int, bias: bool = False, activation: str | None = None,
-          dtype: str = "float32"):
-    """Y = act(X · Wᵀ + bias) (TOPI's dense: X (M, K), W (N, K), bias (N,)). Returns
-    ``(schedule, [X, W, (bias,) Y])``. The schedule is matmul's (W packed into panels, so
-    its transposed layout costs nothing more) with the epilogue fused: the sum is computed
-    at each tile of Y, in registers, and the bias and activation are applied as the tile is
+          dtype: str = "float32", residual: bool = False, epilogue=None,
+          weights: str = "inline"):
+    """Y = act(X · Wᵀ + bias + residual) (TOPI's dense: X (M, K), W (N, K), bias (N,)).
+    Returns ``(schedule, [X, W, (bias,) (residual,) Y])``, or with ``epilogue`` (instead of
+    the keywords) ``[X, W, *epilogue inputs, Y]``. The schedule is matmul's (W packed into
+    panels, so its transposed layout costs nothing more) with the epilogue fused: the sum is
+    computed at each tile of Y, in registers, and the epilogue applied as the tile is
     written, not in a second pass over memory. The template ``"ops/dense"`` is keyed by
-    ``(M, N, K, dtype)`` only: a tuned record applies with or without the epilogue."""
+    ``(M, N, K, dtype)`` only: a tuned record applies with or without the epilogue.
+    ``weights`` as in ``matmul`` (the packed layout of W is the same as B's)."""
     check_dims("dense", M=M, N=N, K=K)
-    from .compute.linalg import apply_activation
-    apply_activation(te.const(0.0, "float32"), activation, "dense")      # validates the name
-    return _dense_template(M, N, K, dt.check(dtype), bias=bool(bias), activation=activation)
+    return _dense_template(M, N, K, dt.check(dtype),
+                           epilogue=epilogue_of("dense", epilogue, 1, bias, residual, activation),
+                           weights=check_weights("dense", weights))
 
 
-@autotune.template("ops/dense", warn_fallback=False)
-def _dense_template(M, N, K, dtype, *, bias=False, activation=None):
-    return _gemm((), M, N, K, dtype, transpose_b=True, bias=bias, activation=activation)
+@template("ops/dense", warn_fallback=False)
+def _dense_template(M, N, K, dtype, *, epilogue=None, weights="inline"):
+    return _gemm((), M, N, K, dtype, transpose_b=True, epilogue=epilogue, weights=weights)
+
+
+def gemm_knobs(cfg, M: int, N: int, dtype: str) -> dict:
+    """The GEMM knobs (defaults: the sizes of the module docstring): panel width ``nb``,
+    row tile ``mb``, register rows ``mr``, reduction unroll ``ku``."""
+    lanes = vector_lanes(dtype)
+    return dict(
+        nb=knob(cfg, "nb", [lanes, 2 * lanes, 4 * lanes], _panel_width(N, lanes)),
+        mb=knob(cfg, "mb", [8, 16, 32, 64], min(TILE_M, M)),
+        mr=knob(cfg, "mr", [1, 2, 4, 8], 8 if dt.bits(dtype) <= 32 else 4),  # MR x NB: 16 registers
+        ku=knob(cfg, "ku", [1, 2, 4, 8], K_UNROLL))
 
 
 def _gemm(batch: tuple, M: int, N: int, K: int, dtype: str, transpose_b: bool = False,
-          bias: bool = False, activation: str | None = None):
-    """The schedule, with its sizes as tuning knobs (defaults: the values described in the
-    module docstring). ``transpose_b``: B is (N, K) (dense's weights); ``bias`` and
-    ``activation``: an epilogue stage Y over C, with C computed at Y's tiles."""
-    lanes = vector_lanes(dtype)
-    nb = len(batch)
-    epilogue = bias or activation is not None
+          epilogue=None, weights: str = "inline"):
+    """The template body: compute from ``compute.linalg`` (``pack_panels`` +
+    ``matmul_packed``, or the plain product for skinny shapes), then ``schedule_gemm``."""
+    cfg = get_config()
     A = te.placeholder((*batch, M, K), name="A", dtype=dtype)
     B = te.placeholder((*batch, N, K) if transpose_b else (*batch, K, N), name="B", dtype=dtype)
-    k = te.reduce_axis((0, K), name="k")
-    cfg = autotune.get_config()
-
-    def b_at(bi, kk, nn):
-        return B[(*bi, nn, kk)] if transpose_b else B[(*bi, kk, nn)]
-
-    if M < 8 and not transpose_b and not epilogue:
+    if M < 8 and not transpose_b and epilogue is None and weights == "inline":
+        lanes = vector_lanes(dtype)
         chunk = knob(cfg, "chunk", [256, 512, 1024, 2048], SKINNY_CHUNK)
-        return _skinny(A, B, k, batch, M, N, lanes, chunk, knob(cfg, "ku", [1, 2, 4, 8], K_UNROLL))
-    NB = knob(cfg, "nb", [lanes, 2 * lanes, 4 * lanes], _panel_width(N, lanes))
-    tile_m = knob(cfg, "mb", [8, 16, 32, 64], min(TILE_M, M))
-    MR = knob(cfg, "mr", [1, 2, 4, 8], 8 if dt.bits(dtype) <= 32 else 4)   # MR x NB: 16 registers
-    ku = knob(cfg, "ku", [1, 2, 4, 8], K_UNROLL)
-    npanel = -(-N // NB)
-    if N % NB == 0:
-        PB = te.compute((*batch, npanel, K, NB),
-                        lambda *i: b_at(i[:nb], i[nb + 1], i[nb] * NB + i[nb + 2]),
-                        name="packedB")
-    else:                                        # the last panel is padded with zeros
-        PB = te.compute((*batch, npanel, K, NB),
-                        lambda *i: te.if_then_else(i[nb] * NB + i[nb + 2] < N,
-                                                   b_at(i[:nb], i[nb + 1], i[nb] * NB + i[nb + 2]),
-                                                   te.const(0, dtype)),
-                        name="packedB")
-    s, out, CC, extra = common.output_stages(
-        "dense", lambda name: te.compute((*batch, M, N), lambda *i: te.sum(
-            A[(*i[:nb], i[nb], k)] * PB[(*i[:nb], i[nb + 1] // NB, k, i[nb + 1] % NB)], axis=k),
-            name=name),
-        (*batch, M, N), lambda *i: i[-1], N, dtype, bias=bias, activation=activation,
-        name="Y" if epilogue else "C")
-    args = [A, B, *extra]
+        ku = knob(cfg, "ku", [1, 2, 4, 8], K_UNROLL)
+        C = linalg.batch_matmul(A, B) if batch else linalg.matmul(A, B)
+        return _skinny(C, lanes, chunk, ku), [A, B, C]
+    PB = linalg.pack_panels(B, gemm_knobs(cfg, M, N, dtype)["nb"], transpose_b)
+    if weights == "pack":
+        s = create_schedule(PB.op)
+        _schedule_pack(s, PB)
+        return s, [B, PB]
+    if weights == "prepacked":
+        B = PB = te.placeholder(get_const_tuple(PB.shape), name="packedB", dtype=dtype)
+    s, out, _, extra = fused_output(
+        "dense", lambda name: linalg.matmul_packed(A, PB, N, name=name), epilogue,
+        known=[A, B], name="C")
+    schedule_gemm(cfg, s, [out])
+    return s, [A, B, *extra, out]
+
+
+def _schedule_pack(s, PB) -> None:
+    *pb, x, y, z = s[PB].op.axis
+    s[PB].vectorize(z)
+    s[PB].parallel(s[PB].fuse(*pb, x) if pb else x)
+
+
+def schedule_gemm(cfg, s, outs) -> None:
+    """The tiled, register-blocked schedule of the module docstring, with the knobs of
+    ``cfg`` (``gemm_knobs``): the product (tag ``"matmul"``, or its write cache when it is
+    the output) is computed at each tile of the output stage (the product or its
+    epilogue's final stage); the packing stage (tag ``"pack_panels"``), if the kernel packs,
+    runs in parallel over panels."""
+    k = {name: cfg[name].val for name in ("nb", "mb", "mr", "ku")}
+    out, CC, product = accumulator(s, outs, "matmul")
     *b, m, n = out.op.axis
-    mo, no, mi, ni = s[out].tile(m, n, tile_m, NB)
+    mo, no, mi, ni = s[out].tile(m, n, k["mb"], k["nb"])
     s[out].vectorize(ni)
     s[out].parallel(s[out].fuse(*b, mo) if b else mo)
     s[CC].compute_at(s[out], no)
     *_, mc, nc = s[CC].op.axis
     kk, = s[CC].op.reduce_axis
-    mco, mci = s[CC].split(mc, factor=MR)
-    ko, ki = s[CC].split(kk, factor=ku)
+    mco, mci = s[CC].split(mc, factor=k["mr"])
+    ko, ki = s[CC].split(kk, factor=k["ku"])
     s[CC].reorder(mco, ko, ki, mci, nc)
     s[CC].vectorize(nc)
     s[CC].unroll(mci)
     s[CC].unroll(ki)
-    *pb, x, y, z = s[PB].op.axis
-    s[PB].vectorize(z)
-    s[PB].parallel(s[PB].fuse(*pb, x) if pb else x)
-    return s, args + [out]
+    packed = input_tagged(product, "pack_panels")
+    if packed is not None:
+        _schedule_pack(s, packed)
 
 
-def _skinny(A, B, k, batch, M, N, lanes, chunk, ku):
+def _skinny(C, lanes, chunk, ku):
     """Fewer than 8 rows: no packing. Column chunks of up to 1024 (split between the cores)
     accumulate in a write cache over the reduction, k outside the chunk's vectors: every k
     step reads one contiguous 4 KiB piece of a row of B. (Register-sized chunks of 64
     columns would read B in 256-byte pieces 16 KiB apart, one TLB page each: 1.7x slower
     for 1 x 4096 x 4096.)"""
-    nb = len(batch)
-    C = te.compute((*batch, M, N),
-                   lambda *i: te.sum(A[(*i[:nb], i[nb], k)] * B[(*i[:nb], k, i[nb + 1])], axis=k),
-                   name="C")
     s = create_schedule(C.op)
     CC = s.cache_write(C, "global")
     *b, m, n = C.op.axis
+    N = get_const_tuple(C.shape)[-1]
     NB = min(chunk, -(-N // lanes) * lanes)
     no, ni = s[C].split(n, factor=NB)
     s[C].reorder(*b, no, m, ni)
@@ -180,4 +203,4 @@ def _skinny(A, B, k, batch, M, N, lanes, chunk, ku):
     s[CC].vectorize(nci)
     s[CC].unroll(mc)
     s[CC].unroll(ki)
-    return s, [A, B, C]
+    return s

@@ -2,7 +2,14 @@
 (over the last axis of a rows x cols matrix) and ``fused_elementwise`` (relu(A * B + C)).
 
 Each returns ``(schedule, args)`` (inputs first, output last) with the fastest schedule
-found for this CPU. The schedules:
+found for this CPU. The templates (``softmax``, ``log_softmax``, ``layer_norm``,
+``rms_norm``, ``batch_norm``) are the compute definitions of :mod:`tensorlang.ops.compute`
+(one definition per operator) scheduled by ``schedule_rows`` / ``schedule_batch_norm``,
+which find the operator's output stage by its tag. Each takes ``epilogue=``: a function of
+the operator's output building element-wise stages over it (``ops.compute``: add, multiply,
+cast, activation, ...; see ``common.fuse_epilogue``); its stages are inlined into the
+output stage, its new inputs come after the operator's inputs, and the workload key does
+not change (tuned records apply). The schedules:
 
 * **rows in parallel, each row computed whole**: every per-row intermediate (the max, the
   exponentials, the sums, the reciprocal standard deviation) is computed at the row of the
@@ -30,20 +37,98 @@ moves the guards out of the main loops.
 
 from __future__ import annotations
 
-import autotune
 
+from ..dispatch import get_config, template
 from .. import dtype as dt
 from .. import te
 from ..errors import TensorlangValueError
-from .common import check_dims, knob, vector_lanes
-from .compute.nn import _epsilon as _check_epsilon
+from . import compute
+from .common import check_dims, epilogue_of, fuse_epilogue, knob, vector_lanes
+from .compute.nn import check_epsilon
 from .injective import PARALLEL_MIN
 from ..schedule import create_schedule
 
 ACC = 4           # independent vector accumulators of a row reduction
 
 
+# --------------------------------------------------------------------------- fusion helpers
 
+def apply_epilogue(op: str, T, epilogue, known):
+    """``(out, extra)``: ``out = epilogue(T)`` (T itself without an epilogue) and the
+    epilogue's new inputs (see ``common.fuse_epilogue``; ``known`` are the operator's
+    inputs)."""
+    if epilogue is None:
+        return T, []
+    out, extra, _ = fuse_epilogue(op, T, epilogue, known)
+    return out, extra
+
+
+def find_anchor(s, out, tags):
+    """The tensor of ``out``'s dataflow whose stage is tagged with one of ``tags`` (the
+    operator's output, the anchor of its schedule). Every stage between it and ``out`` (an
+    epilogue's) is inlined into ``out``, and so is the anchor when it is element-wise and
+    not ``out`` itself: the schedule of ``out`` is then the anchor's."""
+    tags = (tags,) if isinstance(tags, str) else tuple(tags)
+    seen, between, found = set(), [], []
+
+    def visit(op):
+        if op in seen:
+            return
+        seen.add(op)
+        if getattr(op, "tag", "") in tags:
+            found.append(op)
+            return
+        if isinstance(op, te.ComputeOp):
+            between.append(op)
+            for t in op.input_tensors:
+                visit(t.op)
+    visit(out.op)
+    if len(found) != 1:
+        raise TensorlangValueError(f"{out.op.name}: expected one stage tagged {' or '.join(tags)} "
+                                   f"in its dataflow, found {len(found)}")
+    anchor, = found
+    for op in between:
+        if op is not out.op:
+            s[op].compute_inline()
+    if anchor is not out.op and not anchor.reduce_axis:
+        s[anchor].compute_inline()
+    return anchor.output(0)
+
+
+def input_stages(T) -> tuple:
+    """The compute stages ``T`` reads (transitively), in dataflow order, as
+    ``(element-wise stages, reductions)``."""
+    order, seen = [], set()
+
+    def visit(op):
+        if op in seen or not isinstance(op, te.ComputeOp):
+            return
+        seen.add(op)
+        for t in op.input_tensors:
+            visit(t.op)
+        order.append(op.output(0))
+    for t in T.op.input_tensors:
+        visit(t.op)
+    return [t for t in order if not t.op.reduce_axis], [t for t in order if t.op.reduce_axis]
+
+
+def placeholders(T) -> list:
+    """The placeholders ``T`` reads (transitively), in the order a depth-first walk meets them."""
+    out, seen = [], set()
+
+    def visit(op):
+        if op in seen:
+            return
+        seen.add(op)
+        if isinstance(op, te.PlaceholderOp):
+            out.append(op.output(0))
+        for t in op.input_tensors:
+            visit(t.op)
+    visit(T.op)
+    return out
+
+
+# --------------------------------------------------------------------------- row schedules
 
 def _row_axis_vectorize(s, stage, lanes) -> None:
     s[stage].vectorize(s[stage].split(stage.op.axis[-1], factor=lanes)[1])
@@ -76,7 +161,8 @@ def _vector_reduce(s, red, at_stage, at_axis, lanes: int, acc_n: int = ACC) -> N
 
 
 def _rows_parallel(s, Y, stages, reductions, lanes, acc_n=ACC):
-    """Y's rows in parallel, ``stages`` and ``reductions`` computed at each row."""
+    """Y's rows in parallel, ``stages`` and ``reductions`` computed at each row (the stages
+    as wide as Y vectorized)."""
     i = Y.op.axis[0]
     s[Y].parallel(i)
     _row_axis_vectorize(s, Y, lanes)
@@ -84,67 +170,165 @@ def _rows_parallel(s, Y, stages, reductions, lanes, acc_n=ACC):
         _vector_reduce(s, red, s[Y], i, lanes, acc_n)
     for stage in stages:
         s[stage].compute_at(s[Y], i)
-        if len(stage.shape) > 1:
+        if tuple(stage.shape) == tuple(Y.shape):
             _row_axis_vectorize(s, stage, lanes)
 
 
-def _acc_knob() -> int:
-    """The number of vector accumulators, a tuning knob (default ACC)."""
-    return knob(autotune.get_config(), "acc", [1, 2, 4, 8], ACC)
+def schedule_rows(cfg, s, outs, tag):
+    """Schedule a row-wise operator over the last axis of a matrix (softmax, log_softmax,
+    layer_norm, rms_norm): its output stage is found by ``tag`` (see ``find_anchor``); the
+    rows of ``outs[0]`` run in parallel, every per-row reduction is accumulated in ``acc``
+    vectors (knob, default ACC) and every intermediate stage computed at the row. Returns
+    ``s``."""
+    out, = outs
+    anchor = find_anchor(s, out, tag)
+    stages, reds = input_stages(anchor)
+    _rows_parallel(s, out, stages, reds, vector_lanes(anchor.dtype),
+                   knob(cfg, "acc", [1, 2, 4, 8], ACC))
+    return s
 
 
-def softmax(rows: int, cols: int, dtype: str = "float32"):
-    """Y[i, j] = exp(X[i, j] - max_j X[i, :]) / sum_j(...). Returns ``(schedule, [X, Y])``
-    (an autotune template, ``"ops/softmax"``: the accumulators are its knob)."""
-    check_dims("softmax", rows=rows, cols=cols)
-    return _softmax_template(rows, cols, dt.check(dtype))
+def _row_template(op: str, tag: str, fn, inputs, epilogue):
+    T = fn(*inputs)
+    out, extra = apply_epilogue(op, T, epilogue, inputs)
+    s = create_schedule(out.op)
+    schedule_rows(get_config(), s, [out], tag)
+    return s, [*inputs, *extra, out]
 
 
-@autotune.template("ops/softmax", warn_fallback=False)
-def _softmax_template(rows, cols, dtype):
+def _rows_args(op: str, rows, cols, dtype, epilogue):
+    check_dims(op, rows=rows, cols=cols)
+    return dt.check(dtype), epilogue_of(op, epilogue, 1)
+
+
+# --------------------------------------------------------------------------- operators
+
+def softmax(rows: int, cols: int, dtype: str = "float32", epilogue=None):
+    """Y[i, j] = exp(X[i, j] - max_j X[i, :]) / sum_j(...) (``compute.softmax``, axis -1).
+    Returns ``(schedule, [X, (epilogue inputs...,) Y])`` (template ``"ops/softmax"``: the
+    accumulators are its knob)."""
+    dtype, epilogue = _rows_args("softmax", rows, cols, dtype, epilogue)
+    return _softmax_template(rows, cols, dtype, epilogue=epilogue)
+
+
+@template("ops/softmax", warn_fallback=False)
+def _softmax_template(rows, cols, dtype, *, epilogue=None):
     X = te.placeholder((rows, cols), name="X", dtype=dtype)
-    k1 = te.reduce_axis((0, cols), name="k1")
-    k2 = te.reduce_axis((0, cols), name="k2")
-    mx = te.compute((rows,), lambda i: te.max(X[i, k1], axis=k1), name="rowmax")
-    ex = te.compute((rows, cols), lambda i, j: te.exp(X[i, j] - mx[i]), name="exp")
-    sm = te.compute((rows,), lambda i: te.sum(ex[i, k2], axis=k2), name="rowsum")
-    rcp = te.compute((rows,), lambda i: te.const(1, dtype) / sm[i], name="rcp")
-    Y = te.compute((rows, cols), lambda i, j: ex[i, j] * rcp[i], name="Y")
-    s = create_schedule(Y.op)
-    _rows_parallel(s, Y, [ex, rcp], [mx, sm], vector_lanes(dtype), _acc_knob())
-    return s, [X, Y]
+    return _row_template("softmax", "softmax_output", compute.softmax, [X], epilogue)
 
 
-def layer_norm(rows: int, cols: int, epsilon: float = 1e-5, dtype: str = "float32"):
+def layer_norm(rows: int, cols: int, epsilon: float = 1e-5, dtype: str = "float32",
+               epilogue=None):
     """Y = (X - mean) * rsqrt(var + epsilon) * gamma + beta over the last axis, var the
-    biased variance. Returns ``(schedule, [X, gamma, beta, Y])`` (template ``"ops/layer_norm"``)."""
-    check_dims("layer_norm", rows=rows, cols=cols)
-    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon >= 0:
-        raise TensorlangValueError(f"layer_norm: epsilon must be a number >= 0, got {epsilon!r}")
-    return _layer_norm_template(rows, cols, float(epsilon), dt.check(dtype))
+    biased variance (``compute.layer_norm``). Returns ``(schedule, [X, gamma, beta,
+    (epilogue inputs...,) Y])`` (template ``"ops/layer_norm"``)."""
+    eps = check_epsilon("layer_norm", epsilon)
+    dtype, epilogue = _rows_args("layer_norm", rows, cols, dtype, epilogue)
+    return _layer_norm_template(rows, cols, eps, dtype, epilogue=epilogue)
 
 
-@autotune.template("ops/layer_norm", warn_fallback=False)
-def _layer_norm_template(rows, cols, epsilon, dtype):
+@template("ops/layer_norm", warn_fallback=False)
+def _layer_norm_template(rows, cols, epsilon, dtype, *, epilogue=None):
     X = te.placeholder((rows, cols), name="X", dtype=dtype)
     gamma = te.placeholder((cols,), name="gamma", dtype=dtype)
     beta = te.placeholder((cols,), name="beta", dtype=dtype)
-    inv_n = te.const(1.0 / cols, dtype)
-    k1 = te.reduce_axis((0, cols), name="k1")
-    k2 = te.reduce_axis((0, cols), name="k2")
-    total = te.compute((rows,), lambda i: te.sum(X[i, k1], axis=k1), name="rowsum")
+    return _row_template("layer_norm", "layer_norm",
+                         lambda x, g, b: compute.layer_norm(x, g, b, epsilon=epsilon),
+                         [X, gamma, beta], epilogue)
 
-    def dev(i, j):
-        return X[i, j] - total[i] * inv_n
 
-    sq = te.compute((rows,), lambda i: te.sum(dev(i, k2) * dev(i, k2), axis=k2), name="sqsum")
-    rstd = te.compute((rows,), lambda i: te.rsqrt(sq[i] * inv_n + te.const(epsilon, dtype)),
-                      name="rstd")
-    Y = te.compute((rows, cols), lambda i, j: dev(i, j) * rstd[i] * gamma[j] + beta[j], name="Y")
-    s = create_schedule(Y.op)
-    _rows_parallel(s, Y, [rstd], [total, sq], vector_lanes(dtype), _acc_knob())
-    return s, [X, gamma, beta, Y]
+def log_softmax(rows: int, cols: int, dtype: str = "float32", epilogue=None):
+    """Y[i, j] = X[i, j] - (max_j X[i, :] + log(sum_j exp(X[i, j] - max))) (``compute.
+    log_softmax``: the per-row offset is computed once per row). Returns ``(schedule, [X,
+    (epilogue inputs...,) Y])`` (template ``"ops/log_softmax"``, knob ``acc``)."""
+    dtype, epilogue = _rows_args("log_softmax", rows, cols, dtype, epilogue)
+    return _log_softmax_template(rows, cols, dtype, epilogue=epilogue)
 
+
+@template("ops/log_softmax", warn_fallback=False)
+def _log_softmax_template(rows, cols, dtype, *, epilogue=None):
+    X = te.placeholder((rows, cols), name="X", dtype=dtype)
+    return _row_template("log_softmax", "log_softmax_output", compute.log_softmax, [X],
+                         epilogue)
+
+
+def rms_norm(rows: int, cols: int, epsilon: float = 1e-6, dtype: str = "float32",
+             epilogue=None):
+    """Y = X * rsqrt(mean_j(X[i, j]^2) + epsilon) * gamma over the last axis
+    (``compute.rms_norm``, same default epsilon). Returns ``(schedule, [X, gamma,
+    (epilogue inputs...,) Y])`` (template ``"ops/rms_norm"``, knob ``acc``): one pass for the
+    sum of squares, one for Y, the row still in L1."""
+    eps = check_epsilon("rms_norm", epsilon)
+    dtype, epilogue = _rows_args("rms_norm", rows, cols, dtype, epilogue)
+    return _rms_norm_template(rows, cols, eps, dtype, epilogue=epilogue)
+
+
+@template("ops/rms_norm", warn_fallback=False)
+def _rms_norm_template(rows, cols, epsilon, dtype, *, epilogue=None):
+    X = te.placeholder((rows, cols), name="X", dtype=dtype)
+    gamma = te.placeholder((cols,), name="gamma", dtype=dtype)
+    return _row_template("rms_norm", "rms_norm",
+                         lambda x, g: compute.rms_norm(x, g, epsilon=epsilon), [X, gamma],
+                         epilogue)
+
+
+def batch_norm(N: int, C: int, H: int, W: int, epsilon: float = 1e-5, dtype: str = "float32",
+               epilogue=None):
+    """Inference batch norm over NCHW: Y = X * scale[c] + shift[c] with scale = gamma *
+    rsqrt(var + epsilon) and shift = beta - mean * scale (``compute.batch_norm``, same
+    default epsilon). Returns ``(schedule, [X, gamma, beta, mean, var, (epilogue
+    inputs...,) Y])`` (template ``"ops/batch_norm"``, see ``schedule_batch_norm``)."""
+    check_dims("batch_norm", N=N, C=C, H=H, W=W)
+    eps = check_epsilon("batch_norm", epsilon)
+    return _batch_norm_template(N, C, H, W, eps, dt.check(dtype),
+                                epilogue=epilogue_of("batch_norm", epilogue, 1))
+
+
+@template("ops/batch_norm", warn_fallback=False)
+def _batch_norm_template(N, C, H, W, epsilon, dtype, *, epilogue=None):
+    X = te.placeholder((N, C, H, W), name="X", dtype=dtype)
+    params = [te.placeholder((C,), name=n, dtype=dtype) for n in ("gamma", "beta", "mean", "var")]
+    T = compute.batch_norm(X, *params, axis=1, epsilon=epsilon)
+    out, extra = apply_epilogue("batch_norm", T, epilogue, [X, *params])
+    s = create_schedule(out.op)
+    schedule_batch_norm(get_config(), s, [out])
+    return s, [X, *params, *extra, out]
+
+
+def schedule_batch_norm(cfg, s, outs):
+    """The per-channel scale and shift (stages of C elements) are computed once,
+    vectorized; the output (anchor tag ``"batch_norm"``, NCHW) is one pass over memory, the
+    (n, c) planes in parallel (knob ``parallel``, default: from PARALLEL_MIN elements) and
+    each plane's H * W elements (fused) vectorized, ``vec`` vectors per iteration (knob,
+    default 1). Returns ``s``."""
+    out, = outs
+    anchor = find_anchor(s, out, "batch_norm")
+    stages, _ = input_stages(anchor)
+    lanes = vector_lanes(anchor.dtype)
+    size = 1
+    for d in out.shape:
+        size *= int(getattr(d, "value", d))
+    vec = knob(cfg, "vec", [1, 2, 4], 1)
+    parallel = knob(cfg, "parallel", [0, 1], int(size >= PARALLEL_MIN))
+    for st in stages:
+        s[st].vectorize(s[st].split(st.op.axis[0], factor=lanes)[1])
+    n, c, h, w = out.op.axis
+    plane = s[out].fuse(n, c)
+    hw = s[out].fuse(h, w)
+    o, i = s[out].split(hw, factor=lanes * vec)
+    if vec > 1:
+        u, i = s[out].split(i, factor=lanes)
+        s[out].unroll(u)
+    s[out].vectorize(i)
+    if parallel:
+        s[out].parallel(plane)
+    return s
+
+
+# --------------------------------------------------------------------------- demos
+# row_sum, row_max and fused_elementwise are small fixed kernels (not templates, no
+# epilogue): their computes are one line each; ``reduce`` and ``injective`` are the general
+# operators.
 
 def row_sum(rows: int, cols: int, dtype: str = "float32"):
     """S[i] = sum_j X[i, j]. Returns ``(schedule, [X, S])``."""
@@ -182,92 +366,3 @@ def fused_elementwise(n: int, dtype: str = "float32"):
     s[D].vectorize(vi)
     s[D].parallel(vo)
     return s, [A, B, C, D]
-
-
-def log_softmax(rows: int, cols: int, dtype: str = "float32"):
-    """Y[i, j] = X[i, j] - max_j X[i, :] - log(sum_j exp(X[i, j] - max)) (the formula of
-    ``compute.log_softmax``; the per-row offset max + log(sum) is computed once per row).
-    Returns ``(schedule, [X, Y])`` (template ``"ops/log_softmax"``, knob ``acc``)."""
-    check_dims("log_softmax", rows=rows, cols=cols)
-    return _log_softmax_template(rows, cols, dt.check(dtype))
-
-
-@autotune.template("ops/log_softmax", warn_fallback=False)
-def _log_softmax_template(rows, cols, dtype):
-    X = te.placeholder((rows, cols), name="X", dtype=dtype)
-    k1 = te.reduce_axis((0, cols), name="k1")
-    k2 = te.reduce_axis((0, cols), name="k2")
-    mx = te.compute((rows,), lambda i: te.max(X[i, k1], axis=k1), name="rowmax")
-    sm = te.compute((rows,), lambda i: te.sum(te.exp(X[i, k2] - mx[i]), axis=k2), name="rowsum")
-    off = te.compute((rows,), lambda i: mx[i] + te.log(sm[i]), name="offset")
-    Y = te.compute((rows, cols), lambda i, j: X[i, j] - off[i], name="Y")
-    s = create_schedule(Y.op)
-    _rows_parallel(s, Y, [off], [mx, sm], vector_lanes(dtype), _acc_knob())
-    return s, [X, Y]
-
-
-def rms_norm(rows: int, cols: int, epsilon: float = 1e-6, dtype: str = "float32"):
-    """Y = X * rsqrt(mean_j(X[i, j]^2) + epsilon) * gamma over the last axis (the formula of
-    ``compute.rms_norm``, same default epsilon). Returns ``(schedule, [X, gamma, Y])``
-    (template ``"ops/rms_norm"``, knob ``acc``): one pass for the sum of squares, one for Y,
-    the row still in L1."""
-    check_dims("rms_norm", rows=rows, cols=cols)
-    return _rms_norm_template(rows, cols, _check_epsilon("rms_norm", epsilon), dt.check(dtype))
-
-
-@autotune.template("ops/rms_norm", warn_fallback=False)
-def _rms_norm_template(rows, cols, epsilon, dtype):
-    X = te.placeholder((rows, cols), name="X", dtype=dtype)
-    gamma = te.placeholder((cols,), name="gamma", dtype=dtype)
-    k = te.reduce_axis((0, cols), name="k")
-    sq = te.compute((rows,), lambda i: te.sum(X[i, k] * X[i, k], axis=k), name="sqsum")
-    rrms = te.compute((rows,), lambda i: te.rsqrt(sq[i] * te.const(1.0 / cols, dtype)
-                                                  + te.const(epsilon, dtype)), name="rrms")
-    Y = te.compute((rows, cols), lambda i, j: X[i, j] * rrms[i] * gamma[j], name="Y")
-    s = create_schedule(Y.op)
-    _rows_parallel(s, Y, [rrms], [sq], vector_lanes(dtype), _acc_knob())
-    return s, [X, gamma, Y]
-
-
-def batch_norm(N: int, C: int, H: int, W: int, epsilon: float = 1e-5, dtype: str = "float32"):
-    """Inference batch norm over NCHW: Y = (X - mean[c]) * gamma[c] * rsqrt(var[c] + epsilon)
-    + beta[c] (``compute.batch_norm``'s formula, same default epsilon). Returns
-    ``(schedule, [X, gamma, beta, mean, var, Y])`` (template ``"ops/batch_norm"``).
-
-    The per-channel scale = gamma * rsqrt(var + eps) and shift = beta - mean * scale are
-    computed once, in two small stages of C elements; Y = X * scale + shift is then one
-    pass over memory, the (n, c) planes in parallel and each plane's H * W elements (fused)
-    vectorized, ``vec`` vectors per iteration (knob, default 1)."""
-    check_dims("batch_norm", N=N, C=C, H=H, W=W)
-    return _batch_norm_template(N, C, H, W, _check_epsilon("batch_norm", epsilon),
-                                dt.check(dtype))
-
-
-@autotune.template("ops/batch_norm", warn_fallback=False)
-def _batch_norm_template(N, C, H, W, epsilon, dtype):
-    X = te.placeholder((N, C, H, W), name="X", dtype=dtype)
-    gamma, beta, mean, var = (te.placeholder((C,), name=n, dtype=dtype)
-                              for n in ("gamma", "beta", "mean", "var"))
-    scale = te.compute((C,), lambda c: gamma[c] * te.rsqrt(var[c] + te.const(epsilon, dtype)),
-                       name="scale")
-    shift = te.compute((C,), lambda c: beta[c] - mean[c] * scale[c], name="shift")
-    Y = te.compute((N, C, H, W), lambda n, c, h, w: X[n, c, h, w] * scale[c] + shift[c],
-                   name="Y")
-    s = create_schedule(Y.op)
-    cfg = autotune.get_config()
-    lanes = vector_lanes(dtype)
-    vec = knob(cfg, "vec", [1, 2, 4], 1)
-    parallel = knob(cfg, "parallel", [0, 1], int(N * C * H * W >= PARALLEL_MIN))
-    for st in (scale, shift):
-        s[st].vectorize(s[st].split(st.op.axis[0], factor=lanes)[1])
-    n, c, h, w = Y.op.axis
-    plane = s[Y].fuse(n, c)
-    hw = s[Y].fuse(h, w)
-    o, i = s[Y].split(hw, factor=lanes * vec)
-    if vec > 1:
-        u, i = s[Y].split(i, factor=lanes)
-        s[Y].unroll(u)
-    s[Y].vectorize(i)
-    if parallel:
-        s[Y].parallel(plane)
-    return s, [X, gamma, beta, mean, var, Y]

@@ -2,13 +2,18 @@
 :func:`tensorlang.ops.compute.nn.max_pool2d` / ``avg_pool2d``: padding with -inf for max
 and with zeros for the average, ``count_include_pad``, floor-mode output sizes).
 
-The schedule (template ``"ops/pool2d"``):
+The template ``"ops/pool2d"`` is ``compute.max_pool2d`` / ``compute.avg_pool2d`` (one
+definition: the phase-split padding below is theirs) scheduled by ``schedule_pool``, which
+finds the output stage by its tag (``"pool_max"``, ``"pool_avg"``). Both operators take
+``epilogue=`` (element-wise stages over the output, e.g. a relu or a residual add,
+inlined into the output stage as each tile is written; see ``common.fuse_epilogue``).
+The schedule:
 
 * the (n, c) planes run in parallel (when the input has ``PARALLEL_MIN`` elements);
 * the padded input is a stage computed once per plane (52 KB for a 112 x 112 plane: it
   stays in L2 while the plane's windows read it, and the window loops carry no
   bounds tests). For a column stride S > 1 its columns are **split by phase**:
-  ``Pd[n, c, y, p, q] = padded[n, c, y, q * S + p]`` (conv2d's ``_padded``), so that the
+  ``Pd[n, c, y, p, q] = padded[n, c, y, q * S + p]`` (``compute.nn.pool_pad``), so that the
   window column ``rx`` of S consecutive output columns, padded ``x * S + rx``, is
   ``Pd[.., rx % S, x + rx // S]``: contiguous in x, one vector load instead of a gather of
   every S-th element (the gather is paid once per input element when the stage is
@@ -23,127 +28,99 @@ The schedule (template ``"ops/pool2d"``):
 
 from __future__ import annotations
 
-import math
 
-import autotune
-
+from ..dispatch import get_config, template
 from .. import dtype as dt
 from .. import te
 from ..errors import TensorlangTypeError, TensorlangValueError
 from ..schedule import create_schedule
-from .common import check_dims, knob, vector_lanes
-from .compute.nn import _pool_args
+from . import compute
+from .common import check_dims, epilogue_of, knob, vector_lanes
+from .compute.nn import pool_args
 from .injective import PARALLEL_MIN
+from .nn import apply_epilogue, find_anchor
 
 
 def _check(op, N, C, H, W, kernel, stride, padding, dtype):
     check_dims(op, N=N, C=C, H=H, W=W)
     dtype = dt.check(dtype)
     X = te.placeholder((N, C, H, W), name="X", dtype=dtype)
-    _, K, S, P, _ = _pool_args(op, X, kernel, stride, padding)
+    _, K, S, P, _ = pool_args(op, X, kernel, stride, padding)
     return [list(K), list(S), list(P)], dtype
 
 
 def max_pool2d(N: int, C: int, H: int, W: int, kernel, stride=None, padding=0,
-               dtype: str = "float32"):
+               dtype: str = "float32", epilogue=None):
     """O[n, c, y, x] = max of the ``kernel`` window at (y * sh - ph, x * sw - pw) of X
     (NCHW, padded with -inf); ``stride`` defaults to ``kernel``, padding at most half the
-    kernel. Returns ``(schedule, [X, O])`` (template ``"ops/pool2d"``)."""
+    kernel. Returns ``(schedule, [X, (epilogue inputs...,) O])`` (template ``"ops/pool2d"``)."""
     (K, S, P), dtype = _check("max_pool2d", N, C, H, W, kernel, stride, padding, dtype)
-    return _pool_template("max", N, C, H, W, K, S, P, True, dtype)
+    return _pool_template("max", N, C, H, W, K, S, P, True, dtype,
+                          epilogue=epilogue_of("max_pool2d", epilogue, 1))
 
 
 def avg_pool2d(N: int, C: int, H: int, W: int, kernel, stride=None, padding=0,
-               count_include_pad: bool = True, dtype: str = "float32"):
+               count_include_pad: bool = True, dtype: str = "float32", epilogue=None):
     """The mean of each ``kernel`` window of the zero-padded X (NCHW); with
     ``count_include_pad=False`` the divisor counts only the window's in-bounds elements.
-    Returns ``(schedule, [X, O])`` (template ``"ops/pool2d"``)."""
+    Returns ``(schedule, [X, (epilogue inputs...,) O])`` (template ``"ops/pool2d"``)."""
     (K, S, P), dtype = _check("avg_pool2d", N, C, H, W, kernel, stride, padding, dtype)
     if not dt.is_float(dtype):
         raise TensorlangTypeError(f"avg_pool2d: dtype must be a float type, got {dtype}")
     if not isinstance(count_include_pad, bool):
         raise TensorlangValueError(
             f"avg_pool2d: count_include_pad must be a bool, got {count_include_pad!r}")
-    return _pool_template("avg", N, C, H, W, K, S, P, count_include_pad, dtype)
+    return _pool_template("avg", N, C, H, W, K, S, P, count_include_pad, dtype,
+                          epilogue=epilogue_of("avg_pool2d", epilogue, 1))
 
 
-def _padded(X, N, C, H, W, P, S, fill, phase):
-    """The padded input as a stage (phase-split columns when ``phase``), or None, and
-    ``read(n, c, iy, rx, x)`` = padded X at (iy, x * S + rx)."""
-    Hp, Wp = H + 2 * P[0], W + 2 * P[1]
-
-    def val(n, c, y, x):
-        conds = []
-        if P[0]:
-            conds += [y >= P[0], y < H + P[0]]
-        if P[1]:
-            conds += [x >= P[1]]
-        if P[1] or phase:                             # phase columns pass the right edge
-            conds += [x < W + P[1]]
-        inside = X[n, c, y - P[0], x - P[1]]
-        return te.if_then_else(te.all(*conds), inside, fill) if conds else inside
-    if phase:
-        Pd = te.compute((N, C, Hp, S, -(-Wp // S)),
-                        lambda n, c, y, p, q: val(n, c, y, q * S + p), name="Xpad")
-        return Pd, lambda n, c, iy, rx, x: Pd[n, c, iy, rx % S, x + rx // S]
-    if not (P[0] or P[1]):
-        return None, lambda n, c, iy, rx, x: X[n, c, iy, x * S + rx]
-    Pd = te.compute((N, C, Hp, Wp), val, name="Xpad")
-    return Pd, lambda n, c, iy, rx, x: Pd[n, c, iy, x * S + rx]
-
-
-@autotune.template("ops/pool2d", warn_fallback=False)
-def _pool_template(kind, N, C, H, W, K, S, P, count_include_pad, dtype):
-    cfg = autotune.get_config()
-    lanes = vector_lanes(dtype)
+@template("ops/pool2d", warn_fallback=False)
+def _pool_template(kind, N, C, H, W, K, S, P, count_include_pad, dtype, *, epilogue=None):
+    cfg = get_config()
     phase = bool(knob(cfg, "phase", [0, 1], 1)) if S[1] > 1 else False
-    OH = (H + 2 * P[0] - K[0]) // S[0] + 1
-    OW = (W + 2 * P[1] - K[1]) // S[1] + 1
-    nv = knob(cfg, "nv", [1, 2, 4], 4 if OW > 2 * lanes else 2 if OW > lanes else 1)
-    parallel = bool(knob(cfg, "parallel", [0, 1], int(N * C * H * W >= PARALLEL_MIN)))
     X = te.placeholder((N, C, H, W), name="X", dtype=dtype)
     if kind == "max":
-        fill = te.const(-math.inf, dtype) if dt.is_float(dtype) else te.min_value(dtype)
+        T = compute.max_pool2d(X, K, S, P, phase=phase)
     else:
-        fill = te.const(0, dtype)
-    Pd, read = _padded(X, N, C, H, W, P, S[1], fill, phase)
-    ry = te.reduce_axis((0, K[0]), name="ry")
-    rx = te.reduce_axis((0, K[1]), name="rx")
-    reducer = te.max if kind == "max" else te.sum
+        T = compute.avg_pool2d(X, K, S, P, count_include_pad, phase=phase)
+    out, extra = apply_epilogue(f"{kind}_pool2d", T, epilogue, [X])
+    s = create_schedule(out.op)
+    schedule_pool(cfg, s, [out])
+    return s, [X, *extra, out]
 
-    def window(n, c, y, x):
-        return reducer(read(n, c, y * S[0] + ry, rx, x), axis=[ry, rx])
-    if kind == "max":
-        O = te.compute((N, C, OH, OW), window, name="max_pool2d")
-        s = create_schedule(O.op)
-        acc = s.cache_write(O, "global")
-    else:
-        acc = te.compute((N, C, OH, OW), window, name="avg_pool2d_sum")
-        if count_include_pad or not (P[0] or P[1]):
-            inv = te.const(1.0 / (K[0] * K[1]), dtype)
-            O = te.compute((N, C, OH, OW), lambda n, c, y, x: acc[n, c, y, x] * inv,
-                           name="avg_pool2d")
-        else:
-            def count(i, k, st, p, n):       # in-bounds elements of the window at i*st - p
-                lo = i * st - p
-                return te.min(lo + k, te.const(n, "int32")) - te.max(lo, te.const(0, "int32"))
-            O = te.compute((N, C, OH, OW), lambda n, c, y, x: acc[n, c, y, x] / (
-                count(y, K[0], S[0], P[0], H) * count(x, K[1], S[1], P[1], W)).astype(dtype),
-                name="avg_pool2d")
-        s = create_schedule(O.op)
-    n, c, y, x = O.op.axis
-    plane = s[O].fuse(n, c)
-    xo, xi = s[O].split(x, factor=lanes * nv)
-    s[O].vectorize(xi)
+
+def schedule_pool(cfg, s, outs):
+    """Schedule a pooling output (anchor tag ``"pool_max"`` or ``"pool_avg"``, see the module
+    docstring): knobs ``nv`` and ``parallel``. Returns ``s``."""
+    out, = outs
+    anchor = find_anchor(s, out, ("pool_max", "pool_avg"))
+    window = anchor if anchor.op.reduce_axis else \
+        next(t for t in anchor.op.input_tensors if t.op.tag == "pool_sum")
+    src = window.op.input_tensors[0]          # the padded input stage, or X
+    Pd = src if src.op.tag == "pool_pad" else None
+    # max: the window reduction is the anchor (a write cache when it is the output)
+    acc = s.cache_write(out, "global") if window.op is out.op else window
+    X = Pd.op.input_tensors[0] if Pd is not None else src
+    lanes = vector_lanes(anchor.dtype)
+    OW = int(getattr(out.shape[-1], "value", out.shape[-1]))
+    size = 1
+    for d in X.shape:
+        size *= int(getattr(d, "value", d))
+    nv = knob(cfg, "nv", [1, 2, 4], 4 if OW > 2 * lanes else 2 if OW > lanes else 1)
+    parallel = bool(knob(cfg, "parallel", [0, 1], int(size >= PARALLEL_MIN)))
+    n, c, y, x = out.op.axis
+    plane = s[out].fuse(n, c)
+    xo, xi = s[out].split(x, factor=lanes * nv)
+    s[out].vectorize(xi)
     if parallel:
-        s[O].parallel(plane)
-    s[acc].compute_at(s[O], xo)
+        s[out].parallel(plane)
+    s[acc].compute_at(s[out], xo)
     *_, xa = s[acc].op.axis
     s[acc].reorder(*s[acc].op.reduce_axis, xa)
     xu, xv = s[acc].split(xa, factor=lanes)
     s[acc].unroll(xu)
     s[acc].vectorize(xv)
     if Pd is not None:
-        s[Pd].compute_at(s[O], plane)
+        s[Pd].compute_at(s[out], plane)
         s[Pd].vectorize(s[Pd].split(s[Pd].op.axis[-1], factor=lanes)[1])
-    return s, [X, O]
+    return s

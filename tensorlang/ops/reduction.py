@@ -19,22 +19,26 @@ Loops run in parallel when the input has ``PARALLEL_MIN`` elements or more (see
 ``injective``: below that a fork/join costs about as much as the work).
 
 Templates: ``"ops/reduce"`` (knobs ``acc`` or ``nv``, and ``parallel``) and
-``"ops/global_avg_pool2d"`` (``acc``).
+``"ops/global_avg_pool2d"`` (``acc``): the compute definitions scheduled by
+``schedule_reduce`` / ``schedule_global_avg_pool2d``, which find the reduction by its tag
+(``"comm_reduce"``, ``"comm_reduce_idx"``) and derive the reduced axes from it. Both take
+``epilogue=`` (element-wise stages over the output, e.g. a scale; inlined into the output
+stage, the reductions computed at its elements or tiles as before).
 """
 
 from __future__ import annotations
 
-import autotune
 
+from ..dispatch import get_config, template
 from .. import dtype as dt
 from .. import te
 from ..errors import TensorlangTypeError, TensorlangValueError
 from ..schedule import create_schedule
 from . import compute
-from .common import check_dims, knob, vector_lanes
+from .common import check_dims, epilogue_of, knob, vector_lanes
 from .compute.reduce import normalize_axes
-from .injective import PARALLEL_MIN, _size
-from .nn import vector_partials
+from .injective import PARALLEL_MIN
+from .nn import apply_epilogue, find_anchor, placeholders, vector_partials
 
 OPS = ("argmax", "argmin", "max", "mean", "min", "sum")
 ACC = 4          # vector accumulators of a contiguous reduction
@@ -85,10 +89,19 @@ def _inner_kept(s, out, reds, lanes, nv, parallel):
         s[red].vectorize(jv)
 
 
-def reduce(op: str, shape, axis=None, keepdims: bool = False, dtype: str = "float32"):
+def _size(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(getattr(d, "value", d))
+    return n
+
+
+def reduce(op: str, shape, axis=None, keepdims: bool = False, dtype: str = "float32",
+           epilogue=None):
     """``op`` (``sum, mean, max, min, argmax, argmin``) of a placeholder X of ``shape`` over
     ``axis`` (an int, a tuple of ints, or None for all; numpy's meaning) with numpy's
-    ``keepdims``. Returns ``(schedule, [X, out])`` (template ``"ops/reduce"``)."""
+    ``keepdims``. Returns ``(schedule, [X, (epilogue inputs...,) out])`` (template
+    ``"ops/reduce"``)."""
     if op not in OPS:
         raise TensorlangValueError(f"reduce: unknown op {op!r}; known ops: {', '.join(OPS)}")
     if not isinstance(shape, (tuple, list)):
@@ -102,19 +115,45 @@ def reduce(op: str, shape, axis=None, keepdims: bool = False, dtype: str = "floa
     dtype = dt.check(dtype)
     if op == "mean" and not dt.is_float(dtype):
         raise TensorlangTypeError(f"reduce: mean needs a float dtype, got {dtype}")
-    return _reduce_template(op, list(shape), list(axes), keepdims, dtype)
+    return _reduce_template(op, list(shape), list(axes), keepdims, dtype,
+                            epilogue=epilogue_of("reduce", epilogue, -1))
 
 
-@autotune.template("ops/reduce", warn_fallback=False)
-def _reduce_template(op, shape, axes, keepdims, dtype):
+@template("ops/reduce", warn_fallback=False)
+def _reduce_template(op, shape, axes, keepdims, dtype, *, epilogue=None):
     X = te.placeholder(tuple(shape), name="X", dtype=dtype)
     if op in ("argmax", "argmin"):             # an int axis, or None: the flattened X
-        out = getattr(compute, op)(X, axes[0] if len(axes) == 1 else None, keepdims)
+        T = getattr(compute, op)(X, axes[0] if len(axes) == 1 else None, keepdims)
     else:
-        out = getattr(compute, op)(X, tuple(axes), keepdims)
+        T = getattr(compute, op)(X, tuple(axes), keepdims)
+    out, extra = apply_epilogue("reduce", T, epilogue, [X])
     s = create_schedule(out.op)
-    cfg = autotune.get_config()
-    lanes = vector_lanes(dtype)
+    schedule_reduce(get_config(), s, [out])
+    return s, [X, *extra, out]
+
+
+def reduced_axes(red) -> list:
+    """The axes of the input placeholder that the reduction stage ``red`` reduces (those it
+    indexes with its reduction variables), and that placeholder."""
+    from ..arith import walk
+    from ..te.expr import TensorLoad
+    rvars = {id(k.var) for k in red.op.reduce_axis}
+    for n in walk(red.op.body):
+        if isinstance(n, TensorLoad) and isinstance(n.tensor.op, te.PlaceholderOp):
+            return sorted(d for d, i in enumerate(n.indices) if id(i) in rvars), n.tensor
+    X, = placeholders(red)
+    return [], X
+
+
+def schedule_reduce(cfg, s, outs):
+    """Schedule a reduction of ``compute.reduce`` (anchor: the stage tagged
+    ``"comm_reduce"``/``"comm_reduce_idx"`` nearest the output) by where the reduced axes
+    lie (see the module docstring). Returns ``s``."""
+    out, = outs
+    anchor = find_anchor(s, out, ("comm_reduce", "comm_reduce_idx"))
+    axes, X = reduced_axes(anchor)
+    shape = [int(getattr(d, "value", d)) for d in X.shape]
+    lanes = vector_lanes(X.dtype)
     parallel = bool(knob(cfg, "parallel", [0, 1], int(_size(shape) >= PARALLEL_MIN)))
     reds = [st.op.output(0) for st in s.stages
             if isinstance(st.op, te.ComputeOp) and st.op.reduce_axis]
@@ -128,36 +167,48 @@ def _reduce_template(op, shape, axes, keepdims, dtype):
     else:
         row = s[out].fuse(*out.op.axis) if len(out.op.axis) > 1 else out.op.axis[0]
         for red in reds:
-            if red is not out:
+            if red.op is not out.op:
                 s[red].compute_at(s[out], row)
         if parallel:
             s[out].parallel(row)
-    return s, [X, out]
+    return s
 
 
-def global_avg_pool2d(N: int, C: int, H: int, W: int, dtype: str = "float32"):
-    """O[n, c, 0, 0] = mean of X[n, c, :, :] (NCHW). Returns ``(schedule, [X, O])``
-    (template ``"ops/global_avg_pool2d"``): each (n, c) plane is a contiguous reduction,
-    accumulated in vectors, the planes in parallel."""
+def global_avg_pool2d(N: int, C: int, H: int, W: int, dtype: str = "float32", epilogue=None):
+    """O[n, c, 0, 0] = mean of X[n, c, :, :] (NCHW). Returns ``(schedule, [X, (epilogue
+    inputs...,) O])`` (template ``"ops/global_avg_pool2d"``): each (n, c) plane is a
+    contiguous reduction, accumulated in vectors, the planes in parallel."""
     check_dims("global_avg_pool2d", N=N, C=C, H=H, W=W)
     dtype = dt.check(dtype)
     if not dt.is_float(dtype):
         raise TensorlangTypeError(f"global_avg_pool2d: dtype must be a float type, got {dtype}")
-    return _gap_template(N, C, H, W, dtype)
+    return _gap_template(N, C, H, W, dtype,
+                         epilogue=epilogue_of("global_avg_pool2d", epilogue, 1))
 
 
-@autotune.template("ops/global_avg_pool2d", warn_fallback=False)
-def _gap_template(N, C, H, W, dtype):
+@template("ops/global_avg_pool2d", warn_fallback=False)
+def _gap_template(N, C, H, W, dtype, *, epilogue=None):
     X = te.placeholder((N, C, H, W), name="X", dtype=dtype)
-    out = compute.global_avg_pool2d(X)
+    out, extra = apply_epilogue("global_avg_pool2d", compute.global_avg_pool2d(X), epilogue,
+                                [X])
     s = create_schedule(out.op)
-    cfg = autotune.get_config()
-    lanes = vector_lanes(dtype)
+    schedule_global_avg_pool2d(get_config(), s, [out])
+    return s, [X, *extra, out]
+
+
+def schedule_global_avg_pool2d(cfg, s, outs):
+    """The plane sums (anchor tag ``"global_pool_avg"``'s input) accumulated in ``acc``
+    vectors (knob), computed at each output element, the planes in parallel. Returns ``s``."""
+    out, = outs
+    anchor = find_anchor(s, out, "global_pool_avg")
+    total, = anchor.op.input_tensors
+    X, = total.op.input_tensors
+    _, _, H, W = (int(getattr(d, "value", d)) for d in X.shape)
+    lanes = vector_lanes(anchor.dtype)
     acc = knob(cfg, "acc", [1, 2, 4], _small_acc(H * W, lanes))
-    parallel = bool(knob(cfg, "parallel", [0, 1], int(N * C * H * W >= PARALLEL_MIN)))
-    total = out.op.input_tensors[0]
+    parallel = bool(knob(cfg, "parallel", [0, 1], int(_size(X.shape) >= PARALLEL_MIN)))
     _inner_reduced(s, out, [total], lanes, acc, parallel)
-    return s, [X, out]
+    return s
 
 
 def _small_acc(n: int, lanes: int) -> int:

@@ -111,11 +111,52 @@ class Expr(Node, ExprOp):
             f"the symbolic expression `{self}` has no truth value; use tl.if_then_else, "
             "tl.all or tl.any to branch on it inside a compute definition")
 
+    def __int__(self):
+        raise TensorlangTypeError(
+            f"int(): `{self}` is a symbolic expression, not a constant; its value is known "
+            "only at call time (tl.get_const_tuple raises the same way for symbolic shapes)")
+
+    __index__ = __int__
+
+    def __float__(self):
+        raise TensorlangTypeError(f"float(): `{self}` is a symbolic expression, not a constant")
+
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Const(Expr):
+    """A constant. ``int()``, ``operator.index()`` and ``float()`` give its value, as for
+    TVM's ``IntImm``/``FloatImm``, so ``[int(d) for d in T.shape]`` works."""
     value: Any
     dtype: str
+
+    def __int__(self):
+        return int(self.value)
+
+    def __index__(self):
+        if not (dt.is_int(self.dtype) or dt.is_bool(self.dtype)):
+            raise TensorlangTypeError(f"operator.index(): the constant `{self}` is a {self.dtype}, "
+                                      "not an integer")
+        return int(self.value)
+
+    def __float__(self):
+        return float(self.value)
+
+
+def get_const_tuple(shape) -> tuple:
+    """The ints of a shape whose dimensions are constants (TVM's ``topi.utils
+    .get_const_tuple``): ``get_const_tuple(T.shape) == (64, 56, 56)``; a symbolic dimension
+    raises ``TensorlangTypeError`` naming it."""
+    dims = getattr(shape, "shape", shape)
+    out = []
+    for d in dims:
+        if isinstance(d, int) and not isinstance(d, bool):
+            out.append(d)
+        elif isinstance(d, Const) and (dt.is_int(d.dtype)):
+            out.append(int(d.value))
+        else:
+            raise TensorlangTypeError(f"get_const_tuple: dimension `{d}` of {tuple(dims)} is not "
+                                      "a constant integer")
+    return tuple(out)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -162,6 +203,17 @@ class Select(Expr):
     cond: Expr
     true_value: Expr
     false_value: Expr
+    dtype: str
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Let(Expr):
+    """``let var = value in body``: ``value`` is evaluated once, where the Let stands, and
+    ``body`` reads it as ``var``. Inlining binds a producer that is read more than once this
+    way, so that a chain of inlined stages stays linear in size instead of being copied out."""
+    var: Var
+    value: Expr
+    body: Expr
     dtype: str
 
 

@@ -10,7 +10,9 @@ The loop IR prints as an indented Python-like loop nest::
               C[...] = C[...] + A[...] * B[...]
 
 ``range``/``parallel``/``vectorized``/``unrolled`` name each loop's kind and take the same
-arguments as Python's ``range`` (stop, or start and stop). ``if`` lines are guards of partial
+arguments as Python's ``range`` (stop, or start and stop). ``let x = ...`` lines before a
+store bind the values that inlining shares (the ``Let``s around the stored value); a ``Let``
+elsewhere prints inline as ``(let x = ... in ...)``. ``if`` lines are guards of partial
 tiles; ``allocate`` lines name the intermediate buffers and where they live (stack or heap).
 Variables that share a name get a numeric suffix so that every printed name is unambiguous.
 """
@@ -20,7 +22,7 @@ from __future__ import annotations
 import math
 
 from .. import dtype as dt
-from ..te.expr import (Binary, Call, Cast, CommReducer, Const, Not, Range, Reduce, Select,
+from ..te.expr import (Binary, Call, Cast, CommReducer, Const, Let, Not, Range, Reduce, Select,
                        TensorLoad, Var)
 from .nodes import (Allocate, Broadcast, Buffer, For, IfThenElse, Load, PrimFunc, Ramp, Seq, Store)
 
@@ -73,6 +75,8 @@ class Printer:
                     f"{self.expr(e.false_value)})"), 9
         if isinstance(e, Cast):
             return f"{e.dtype}({self.expr(e.value)})", 9
+        if isinstance(e, Let):
+            return f"let {self.name(e.var)} = {self.expr(e.value)} in {self.expr(e.body)}", 0
         if isinstance(e, Call):
             return f"{e.name}({', '.join(self.expr(a) for a in e.args)})", 9
         if isinstance(e, TensorLoad):
@@ -119,7 +123,11 @@ class Printer:
             return [line for x in s.stmts for line in self.stmt(x, depth)]
         if isinstance(s, Store):
             idx = ", ".join(self.expr(i) for i in s.indices)
-            return [f"{pad}{s.buffer.name}[{idx}] = {self.expr(s.value)}"]
+            lets, v = [], s.value
+            while isinstance(v, Let):
+                lets.append(f"{pad}let {self.name(v.var)} = {self.expr(v.value)}")
+                v = v.body
+            return lets + [f"{pad}{s.buffer.name}[{idx}] = {self.expr(v)}"]
         if isinstance(s, For):
             fn = {"serial": "range"}.get(s.kind, s.kind)
             rng = self.range(Range(s.min, s.extent))[len("range"):]

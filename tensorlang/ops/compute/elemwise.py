@@ -171,6 +171,7 @@ def power(A, B):
 # Activations as scalar expressions, shared with the epilogues of dense/conv (linalg.py).
 ACTIVATIONS = {
     "relu": lambda x: te.binary("max", x, 0),
+    "relu6": lambda x: te.binary("min", te.binary("max", x, 0), 6),
     "gelu": lambda x: 0.5 * x * (1.0 + te.erf(x * (1.0 / math.sqrt(2.0)))),
     "gelu_tanh": lambda x: 0.5 * x * (1.0 + te.tanh(math.sqrt(2.0 / math.pi)
                                                      * (x + 0.044715 * x * x * x))),
@@ -178,6 +179,13 @@ ACTIVATIONS = {
     "sigmoid": te.sigmoid,
     "tanh": te.tanh,
 }
+
+
+def activation(X, kind: str):
+    """The activation named ``kind`` (a key of ``ACTIVATIONS``) as a stage over X."""
+    if kind not in ACTIVATIONS:
+        raise TensorlangValueError(f"activation must be one of {list(ACTIVATIONS)}, got {kind!r}")
+    return _unary(kind, ACTIVATIONS[kind], X, float_only=kind != "relu" and kind != "relu6")
 
 
 def relu(X):

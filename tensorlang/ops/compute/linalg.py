@@ -1,5 +1,7 @@
 """Matrix products, compute only: ``matmul``, ``dense`` (TOPI's X·Wᵀ with an optional bias
-and activation fused into the same stage), ``batch_matmul``."""
+and activation fused into the same stage), ``batch_matmul``; and the packed layout the GEMM
+schedules use: ``pack_panels`` (B cut into panels of ``nb`` columns) and ``matmul_packed``
+(the same product reading the panels), equal to ``matmul`` / ``dense`` / ``batch_matmul``."""
 
 from __future__ import annotations
 
@@ -70,3 +72,38 @@ def batch_matmul(A, B, transpose_b: bool = False, name: str = "C"):
     if transpose_b:
         return te.compute((b, m, n), lambda x, i, j: te.sum(A[x, i, r] * B[x, j, r], axis=r), name=name)
     return te.compute((b, m, n), lambda x, i, j: te.sum(A[x, i, r] * B[x, r, j], axis=r), name=name)
+
+
+def pack_panels(B, nb: int, transpose_b: bool = False, name: str = "packedB"):
+    """B (``[batch..., ]K, N``; ``N, K`` with ``transpose_b``) cut into panels of ``nb``
+    columns: ``P[..., n // nb, k, n % nb] = B[..., k, n]``, the last panel padded with zeros.
+    A GEMM micro-kernel then reads ``nb`` contiguous columns of B per reduction step."""
+    sb = _shape(B)
+    *batch, k, n = sb
+    if transpose_b:
+        n, k = k, n
+    _need("pack_panels", isinstance(nb, int) and nb > 0, f"nb must be a positive int, got {nb!r}")
+    nbat = len(batch)
+
+    def at(bi, kk, nn):
+        return B[(*bi, nn, kk)] if transpose_b else B[(*bi, kk, nn)]
+
+    def body(*i):
+        bi, p, kk, j = i[:nbat], i[nbat], i[nbat + 1], i[nbat + 2]
+        v = at(bi, kk, p * nb + j)
+        return v if n % nb == 0 else te.if_then_else(p * nb + j < n, v, te.const(0, B.dtype))
+    return te.compute((*batch, -(-n // nb), k, nb), body, name=name, tag="pack_panels")
+
+
+def matmul_packed(A, P, n: int, name: str = "C"):
+    """C[..., i, j] = sum_k A[..., i, k] * P[..., j // nb, k, j % nb] for ``P`` from
+    ``pack_panels`` (``n``: the columns of C; the panel padding is never read)."""
+    *batch, m, k = _shape(A)
+    *pbatch, npanel, k2, nb = _shape(P)
+    _need("matmul_packed", k == k2 and pbatch == batch and npanel * nb >= n,
+          f"A {_shape(A)} and panels {_shape(P)} do not make a product with {n} columns")
+    r = te.reduce_axis((0, k), name="k")
+    nbat = len(batch)
+    return te.compute((*batch, m, n), lambda *i: te.sum(
+        A[(*i[:nbat], i[nbat], r)] * P[(*i[:nbat], i[nbat + 1] // nb, r, i[nbat + 1] % nb)],
+        axis=r), name=name, tag="matmul")

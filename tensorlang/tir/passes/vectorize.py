@@ -4,7 +4,8 @@ iteration over vectors of ``n`` lanes.
 The loop variable becomes ``ramp(min, 1, n)``; arithmetic on ramps stays a ramp while it is
 affine (``ramp(b, 1, n) * 4 + c -> ramp(b*4 + c, 4, n)``), so that a load or store whose index
 is ``ramp(base, 1, n)`` is one contiguous vector access; other vector indices become gathers.
-Scalars that meet vectors are broadcast. When the body cannot run as vectors (a store of a
+Scalars that meet vectors are broadcast; a ``Let`` whose value becomes a vector binds a
+vector variable of its own. When the body cannot run as vectors (a store of a
 reduction into one element, a guard that depends on the lane, an allocation), the loop stays
 a serial loop and says why in a note.
 """
@@ -15,7 +16,7 @@ import dataclasses
 
 from ... import dtype as dt
 from ...arith import const_int, map_children, may_fault, rewrite, substitute, walk
-from ...te.expr import Binary, Call, Cast, Const, Expr, Not, Select, Var, result_dtype
+from ...te.expr import Binary, Call, Cast, Const, Expr, Let, Not, Select, Var, result_dtype
 from ..nodes import Allocate, Broadcast, For, IfThenElse, Load, PrimFunc, Ramp, Seq, Store, broadcast
 
 
@@ -31,10 +32,18 @@ def _lanes(e: Expr) -> int:
 class _Vectorizer:
     def __init__(self, var: Var, ramp: Ramp):
         self.var, self.ramp, self.n = var, ramp, ramp.lanes
+        self.lets: dict = {}      # uid of a Let's variable -> its vector variable
 
     def expr(self, e: Expr) -> Expr:
         if isinstance(e, Var):
-            return self.ramp if e.uid == self.var.uid else e
+            return self.ramp if e.uid == self.var.uid else self.lets.get(e.uid, e)
+        if isinstance(e, Let):
+            v = self.expr(e.value)
+            var = e.var if _lanes(v) == 1 else Var(e.var.name, v.dtype)
+            if var is not e.var:
+                self.lets[e.var.uid] = var
+            b = self.expr(e.body)
+            return e if v is e.value and b is e.body else Let(var, v, b, b.dtype)
         if isinstance(e, (Ramp, Broadcast)):
             raise _CannotVectorize("nested vectorized loops")
         if isinstance(e, Binary):

@@ -1,17 +1,17 @@
 """IR verifier: checks that a loop-IR function is well formed. It rewrites nothing.
 
-Checked: every variable is bound (a shape variable or an enclosing loop; allocation sizes
-read shape variables only, since passes may substitute loop variables away), no loop rebinds an
-enclosing loop's variable, no tensor-level node survives lowering, operand dtypes and vector
-lanes agree, loads and stores match their buffer's element type, and (after flattening)
-every access has one index.
+Checked: every variable is bound (a shape variable, an enclosing loop or a ``Let``; allocation
+sizes read shape variables only, since passes may substitute loop variables away), no loop
+rebinds an enclosing loop's variable, no tensor-level node survives lowering, operand dtypes
+and vector lanes agree (a ``Let``'s variable has its value's dtype), loads and stores match
+their buffer's element type, and (after flattening) every access has one index.
 """
 
 from __future__ import annotations
 
 from ... import dtype as dt
 from ...errors import IRVerifyError
-from ...te.expr import Binary, Expr, Reduce, Select, TensorLoad, Var
+from ...te.expr import Binary, Expr, Let, Reduce, Select, TensorLoad, Var
 from ..nodes import Allocate, For, IfThenElse, Load, PrimFunc, Ramp, Seq, Store
 
 
@@ -24,6 +24,8 @@ def verify(func: PrimFunc, flat: bool = False) -> None:
 
     def expr(e: Expr, scope):
         from ...arith import walk
+        lets = {n.var.uid for n in walk(e) if isinstance(n, Let)}
+        scope = scope | lets if lets else scope
         for n in walk(e):
             if isinstance(n, (TensorLoad, Reduce)):
                 err("tensor-level node left after lowering", n)
@@ -32,6 +34,8 @@ def verify(func: PrimFunc, flat: bool = False) -> None:
             if isinstance(n, Binary):
                 if n.a.dtype != n.b.dtype:
                     err(f"operands of {n.op} have dtypes {n.a.dtype} and {n.b.dtype}", n)
+            if isinstance(n, Let) and (n.var.dtype != n.value.dtype or n.dtype != n.body.dtype):
+                err("let variable, value and body dtypes disagree", n)
             if isinstance(n, Select) and n.true_value.dtype != n.false_value.dtype:
                 err("if_then_else branches differ in dtype", n)
             if isinstance(n, Load):

@@ -82,6 +82,34 @@ def _valid(rec) -> str | None:
     return None
 
 
+def _conv2d_nchw_record(rec: dict) -> dict:
+    """conv2d_nchw's key had ``dilation, groups`` only when they were not (1, 1)."""
+    name, args = rec["workload"]
+    return {**rec, "workload": [name, args + [1, 1]]} if len(args) == 10 else rec
+
+
+def _nchwc_record(rec: dict) -> dict:
+    """conv2d_NCHWc's key had the channel blocks [.., padding, ic_block, oc_block, dtype];
+    they are now the knobs ``ic_bn`` / ``oc_bn`` of the logical convolution's workload."""
+    name, args = rec["workload"]
+    if len(args) != 12:
+        return rec
+    ic, oc = args[9], args[10]
+    return {**rec, "workload": [name, args[:9] + args[11:]],
+            "config": {**rec["config"], "ic_bn": ic, "oc_bn": oc}}
+
+
+# Records of earlier versions, upgraded as they are read so that old logs keep applying:
+# template name -> function of an old record giving the current one (key and config).
+LEGACY = {"ops/conv2d_nchw": _conv2d_nchw_record, "ops/conv2d_NCHWc": _nchwc_record}
+
+
+def upgrade(rec: dict) -> dict:
+    """``rec`` in the current canonical form (see ``LEGACY``)."""
+    fix = LEGACY.get(rec["workload"][0])
+    return fix(rec) if fix else rec
+
+
 def load_from_file(path) -> list[dict]:
     """The valid records of a log, in file order; bad lines are skipped with a warning."""
     out = []
@@ -100,7 +128,7 @@ def load_from_file(path) -> list[dict]:
             torn = " (a torn last line: the run writing it was interrupted)" if n == last else ""
             warnings.warn(f"{path}:{n}: skipping a bad record: {why}{torn}", stacklevel=2)
             continue
-        out.append(rec)
+        out.append(upgrade(rec))
     return out
 
 
@@ -180,7 +208,7 @@ class ApplyHistoryBest(DispatchContext):
         if isinstance(records, (str, os.PathLike)):
             records = load_from_file(records)
         else:
-            records = [r for r in records if _valid(r) is None]
+            records = [upgrade(r) for r in records if _valid(r) is None]
         self.records = records
         self.cpu = host_info()["cpu"]
         self._best = {}

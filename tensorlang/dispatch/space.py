@@ -26,7 +26,7 @@ import itertools
 import math
 import operator
 
-from tensorlang.errors import TensorlangError
+from ..errors import TensorlangError
 
 
 class SpaceError(TensorlangError):

@@ -7,7 +7,8 @@ runs it under the innermost dispatch context:
 * ``ApplyConfig(config)``: that config (the builder instantiates candidates this way);
 * ``apply_history_best(log)`` (see ``record.py``): the best record for this workload and
   target, if there is one (its knob values are checked against the template's space);
-* otherwise a record from a shipped log (``SHIPPED_LOGS``) for this workload and target;
+* otherwise a record from the log shipped for this CPU (``shipped_log()``) or one of
+  ``EXTRA_LOGS``, for this workload and target;
 * otherwise a fallback: the space's default config, with a one-time warning per workload
   (unless the template was registered with ``warn_fallback=False``).
 
@@ -27,9 +28,9 @@ import math
 import threading
 import warnings
 
-from tensorlang import target as tl_target
-from tensorlang.te.expr import Binary, Call, Expr, Reduce, TensorLoad
-from tensorlang.te.tensor import ComputeOp
+from .. import target as tl_target
+from ..te.expr import Binary, Call, Expr, Reduce, TensorLoad
+from ..te.tensor import ComputeOp
 
 from .space import ConfigSpace, SpaceError
 
@@ -79,6 +80,24 @@ class ApplyConfig(DispatchContext):
         return self.config
 
 
+class Trace(DispatchContext):
+    """Records every ``(template name, args)`` workload looked up inside it, in call order,
+    and falls through to the contexts below (it changes no config)."""
+
+    def __init__(self):
+        self.workloads: list = []
+
+    def query(self, target, workload):
+        self.workloads.append(workload)
+        return None
+
+
+def trace() -> Trace:
+    """``with dispatch.trace() as t: ops.conv2d_nchw(...)``, then ``t.workloads``: the
+    canonical workloads the calls looked up (the keys their tuned records must have)."""
+    return Trace()
+
+
 _warned: set = set()
 
 
@@ -113,8 +132,7 @@ class Template:
         workload = workload_key(self.name, args)
         target = _current_target()
         space = None
-        shipped = [_shipped(log) for log in SHIPPED_LOGS]
-        for ctx in [*reversed(_stack()), *shipped]:
+        for ctx in [*reversed(_stack()), *shipped_contexts()]:
             cfg = ctx.query(target, workload)
             if isinstance(cfg, dict):            # knob values from a log: check them
                 space = space or self.space(*args)
@@ -155,20 +173,35 @@ def template(name: str, warn_fallback: bool = True):
     return register
 
 
-# Logs consulted when no dispatch context has a record: the operator library registers the
-# logs shipped for this machine's CPU (records of another target never apply).
-SHIPPED_LOGS: list = []
+# Logs consulted when no dispatch context has a record: the log shipped for this machine's
+# CPU (package data, ``tensorlang/tuning_logs/<cpu>.jsonl``; records of another target never
+# apply), then any a user adds to EXTRA_LOGS.
+EXTRA_LOGS: list = []
 _SHIPPED: dict = {}
 
 
-def _shipped(path):
-    from .record import ApplyHistoryBest
-    if path not in _SHIPPED:
-        _SHIPPED[path] = ApplyHistoryBest(path)
-    return _SHIPPED[path]
+def shipped_log():
+    """The log of tuned records shipped for this machine's CPU, as LLVM names it
+    (``tensorlang/tuning_logs/<cpu>.jsonl``, found through ``importlib.resources`` so that a
+    non-editable install finds it too); the path need not exist."""
+    from importlib.resources import files
+    from ..codegen.target import Target
+    return files("tensorlang") / "tuning_logs" / f"{Target.parse('llvm').cpu}.jsonl"
 
 
-def _flop(outputs) -> float:
+def shipped_contexts() -> list:
+    """The dispatch contexts of the shipped log (when it exists) and of EXTRA_LOGS."""
+    paths = [str(p) for p in (shipped_log(),) if p.is_file()] + [str(p) for p in EXTRA_LOGS]
+    out = []
+    for path in paths:
+        if path not in _SHIPPED:
+            from .record import ApplyHistoryBest
+            _SHIPPED[path] = ApplyHistoryBest(path)
+        out.append(_SHIPPED[path])
+    return out
+
+
+def flop_count(outputs) -> float:
     """Arithmetic of the compute ops reachable from outputs: per output element, the body's
     binary ops and calls (index arithmetic excluded), and for a reduction one combine per
     reduced point. A pure copy (packing, padding) counts 0."""
@@ -211,7 +244,7 @@ class Task:
 
     def __init__(self, name: str, args, target: str = "llvm"):
         if name not in TEMPLATES and name.startswith("ops/"):
-            import tensorlang.ops  # noqa: F401  (registers the operator library's templates)
+            from .. import ops  # noqa: F401  (registers the operator library's templates)
         if name not in TEMPLATES:
             raise SpaceError(f"no template named {name!r}; registered: {sorted(TEMPLATES)}")
         self.name, self.args = name, list(args)
@@ -220,7 +253,7 @@ class Task:
         self.target = str(tl_target.Target(target))
         self.config_space = self.template.space(*self.args)
         s, tensors = self.instantiate(self.config_space.get(0))
-        self.flop = _flop([t.op for t in tensors if isinstance(t.op, ComputeOp)])
+        self.flop = flop_count([t.op for t in tensors if isinstance(t.op, ComputeOp)])
 
     def instantiate(self, config):
         """``(schedule, tensors)`` of this task under ``config``."""
