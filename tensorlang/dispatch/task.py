@@ -23,7 +23,9 @@ collecting mode, and counts its flops.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import os
 import math
 import threading
 import warnings
@@ -180,10 +182,12 @@ EXTRA_LOGS: list = []
 _SHIPPED: dict = {}
 
 
+@functools.lru_cache(maxsize=1)
 def shipped_log():
     """The log of tuned records shipped for this machine's CPU, as LLVM names it
     (``tensorlang/tuning_logs/<cpu>.jsonl``, found through ``importlib.resources`` so that a
-    non-editable install finds it too); the path need not exist."""
+    non-editable install finds it too); the path need not exist. Looked up once: every
+    template call consults it."""
     from importlib.resources import files
     from ..codegen.target import Target
     return files("tensorlang") / "tuning_logs" / f"{Target.parse('llvm').cpu}.jsonl"
@@ -191,7 +195,7 @@ def shipped_log():
 
 def shipped_contexts() -> list:
     """The dispatch contexts of the shipped log (when it exists) and of EXTRA_LOGS."""
-    paths = [str(p) for p in (shipped_log(),) if p.is_file()] + [str(p) for p in EXTRA_LOGS]
+    paths = [str(p) for p in (shipped_log(),) if _is_file(str(p))] + [str(p) for p in EXTRA_LOGS]
     out = []
     for path in paths:
         if path not in _SHIPPED:
@@ -199,6 +203,11 @@ def shipped_contexts() -> list:
             _SHIPPED[path] = ApplyHistoryBest(path)
         out.append(_SHIPPED[path])
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def _is_file(path: str) -> bool:
+    return os.path.isfile(path)
 
 
 def flop_count(outputs) -> float:
@@ -243,8 +252,6 @@ class Task:
     """A template applied to fixed arguments: its workload key, space and flop count."""
 
     def __init__(self, name: str, args, target: str = "llvm"):
-        if name not in TEMPLATES and name.startswith("ops/"):
-            from .. import ops  # noqa: F401  (registers the operator library's templates)
         if name not in TEMPLATES:
             raise SpaceError(f"no template named {name!r}; registered: {sorted(TEMPLATES)}")
         self.name, self.args = name, list(args)

@@ -71,7 +71,8 @@ def epilogue_of(op: str, epilogue, channel_axis: int, bias=False, residual=False
 
 
 def fuse_epilogue(op: str, anchor, epilogue, known=()):
-    """Apply ``epilogue`` to the anchor's output tensor: ``(out, extra, inner)``.
+    """Apply ``epilogue`` to the anchor's output tensor: ``(out, extra, inner)`` (``(anchor,
+    [], [])`` when ``epilogue`` is None).
 
     ``epilogue(y)`` builds any DAG of element-wise and broadcast stages over ``y`` (with
     ``ops.compute`` or ``te.compute``), reading as many new inputs as it likes, and returns
@@ -83,6 +84,8 @@ def fuse_epilogue(op: str, anchor, epilogue, known=()):
     where each output tile is written. Raises naming the stage when the epilogue is not
     element-wise over ``y`` (a reduction, another shape, a shifted or transposed read)."""
     from ..te.tensor import ComputeOp, PlaceholderOp
+    if epilogue is None:
+        return anchor, [], []
     res = epilogue(anchor)
     out, given = res if isinstance(res, tuple) else (res, None)
     if not isinstance(out, te.Tensor):
@@ -154,8 +157,6 @@ def view_output(op: str, shape: tuple, at, epilogue=None, known=(), name: str = 
     into ``out``."""
     from ..schedule import create_schedule
     view = te.compute(shape, at, name=name)
-    if epilogue is None:
-        return create_schedule(view.op), view, []
     out, extra, inner = fuse_epilogue(op, view, epilogue, known)
     s = create_schedule(out.op)
     for t in [view, *inner] if out is not view else []:
@@ -168,29 +169,26 @@ def fused_output(op: str, make, epilogue=None, known=(), name: str = "O"):
     epilogue) followed by ``epilogue``, whose inner stages are inlined into ``out``; without
     an epilogue ``out`` is the anchor."""
     from ..schedule import create_schedule
-    if epilogue is not None:
-        acc = make("acc")
-        out, extra, inner = fuse_epilogue(op, acc, epilogue, known)
-        if out is not acc:
-            s = create_schedule(out.op)
-            for t in inner:
-                s[t].compute_inline()
-            return s, out, acc, extra
-    out = make(name)
-    return create_schedule(out.op), out, out, []
+    acc = make(name if epilogue is None else "acc")
+    out, extra, inner = fuse_epilogue(op, acc, epilogue, known)
+    s = create_schedule(out.op)
+    for t in inner:
+        s[t].compute_inline()
+    return s, out, acc, extra
 
 
-def find_stage(outs, tag: str):
-    """The compute op tagged ``tag`` that the outputs ``outs`` (tensors or ops) are computed
-    from (depth first from the outputs, the way TOPI's schedules find their anchor), or
-    None."""
+def find_stage(outs, tag):
+    """The compute op tagged ``tag`` (or one of a tuple of tags) that the outputs ``outs``
+    (tensors or ops) are computed from (depth first from the outputs, the way TOPI's
+    schedules find their anchor), or None."""
     from ..te.tensor import ComputeOp
+    tags = (tag,) if isinstance(tag, str) else tuple(tag)
     seen, todo = set(), [getattr(o, "op", o) for o in outs]
     while todo:
         op = todo.pop()
         if op in seen or not isinstance(op, ComputeOp):
             continue
-        if op.tag == tag:
+        if op.tag in tags:
             return op
         seen.add(op)
         todo.extend(t.op for t in reversed(op.input_tensors))
@@ -206,6 +204,64 @@ def accumulator(s, outs, tag: str):
     if anchor is out.op:
         return out, s.cache_write(out, "global"), anchor
     return out, anchor.output(0), anchor
+
+
+def find_anchor(s, out, tags):
+    """The tensor of the stage tagged with one of ``tags`` that ``out`` is computed from (the
+    operator's output, the anchor of its schedule). Every stage between it and ``out`` (an
+    epilogue's) is inlined into ``out``, and so is the anchor when it is element-wise and
+    not ``out`` itself: ``out`` is then scheduled as the anchor would be."""
+    from ..te.tensor import ComputeOp
+    anchor = find_stage([out], tags)
+    if anchor is None:
+        raise TensorlangValueError(f"{out.op.name}: no stage tagged {tags!r} in its dataflow")
+    seen, todo = {anchor}, [out.op]
+    while todo:
+        op = todo.pop()
+        if op in seen or not isinstance(op, ComputeOp):
+            continue
+        seen.add(op)
+        if op is not out.op:
+            s[op].compute_inline()
+        todo.extend(t.op for t in op.input_tensors)
+    if anchor is not out.op and not anchor.reduce_axis:
+        s[anchor].compute_inline()
+    return anchor.output(0)
+
+
+def input_stages(T) -> tuple:
+    """The compute stages ``T`` reads (transitively), in dataflow order, as
+    ``(element-wise stages, reductions)``."""
+    from ..te.tensor import ComputeOp
+    order, seen = [], set()
+
+    def visit(op):
+        if op in seen or not isinstance(op, ComputeOp):
+            return
+        seen.add(op)
+        for t in op.input_tensors:
+            visit(t.op)
+        order.append(op.output(0))
+    for t in T.op.input_tensors:
+        visit(t.op)
+    return [t for t in order if not t.op.reduce_axis], [t for t in order if t.op.reduce_axis]
+
+
+def placeholders(T) -> list:
+    """The placeholders ``T`` reads (transitively), in the order a depth-first walk meets them."""
+    from ..te.tensor import PlaceholderOp
+    out, seen = [], set()
+
+    def visit(op):
+        if op in seen:
+            return
+        seen.add(op)
+        if isinstance(op, PlaceholderOp):
+            out.append(op.output(0))
+        for t in op.input_tensors:
+            visit(t.op)
+    visit(T.op)
+    return out
 
 
 def input_tagged(op, tag: str):

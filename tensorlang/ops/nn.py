@@ -41,91 +41,14 @@ from __future__ import annotations
 from ..dispatch import get_config, template
 from .. import dtype as dt
 from .. import te
-from ..errors import TensorlangValueError
 from . import compute
-from .common import check_dims, epilogue_of, fuse_epilogue, knob, vector_lanes
+from .common import (check_dims, epilogue_of, find_anchor, fuse_epilogue, input_stages, knob,
+                     vector_lanes)
 from .compute.nn import check_epsilon
 from .injective import PARALLEL_MIN
 from ..schedule import create_schedule
 
 ACC = 4           # independent vector accumulators of a row reduction
-
-
-# --------------------------------------------------------------------------- fusion helpers
-
-def apply_epilogue(op: str, T, epilogue, known):
-    """``(out, extra)``: ``out = epilogue(T)`` (T itself without an epilogue) and the
-    epilogue's new inputs (see ``common.fuse_epilogue``; ``known`` are the operator's
-    inputs)."""
-    if epilogue is None:
-        return T, []
-    out, extra, _ = fuse_epilogue(op, T, epilogue, known)
-    return out, extra
-
-
-def find_anchor(s, out, tags):
-    """The tensor of ``out``'s dataflow whose stage is tagged with one of ``tags`` (the
-    operator's output, the anchor of its schedule). Every stage between it and ``out`` (an
-    epilogue's) is inlined into ``out``, and so is the anchor when it is element-wise and
-    not ``out`` itself: the schedule of ``out`` is then the anchor's."""
-    tags = (tags,) if isinstance(tags, str) else tuple(tags)
-    seen, between, found = set(), [], []
-
-    def visit(op):
-        if op in seen:
-            return
-        seen.add(op)
-        if getattr(op, "tag", "") in tags:
-            found.append(op)
-            return
-        if isinstance(op, te.ComputeOp):
-            between.append(op)
-            for t in op.input_tensors:
-                visit(t.op)
-    visit(out.op)
-    if len(found) != 1:
-        raise TensorlangValueError(f"{out.op.name}: expected one stage tagged {' or '.join(tags)} "
-                                   f"in its dataflow, found {len(found)}")
-    anchor, = found
-    for op in between:
-        if op is not out.op:
-            s[op].compute_inline()
-    if anchor is not out.op and not anchor.reduce_axis:
-        s[anchor].compute_inline()
-    return anchor.output(0)
-
-
-def input_stages(T) -> tuple:
-    """The compute stages ``T`` reads (transitively), in dataflow order, as
-    ``(element-wise stages, reductions)``."""
-    order, seen = [], set()
-
-    def visit(op):
-        if op in seen or not isinstance(op, te.ComputeOp):
-            return
-        seen.add(op)
-        for t in op.input_tensors:
-            visit(t.op)
-        order.append(op.output(0))
-    for t in T.op.input_tensors:
-        visit(t.op)
-    return [t for t in order if not t.op.reduce_axis], [t for t in order if t.op.reduce_axis]
-
-
-def placeholders(T) -> list:
-    """The placeholders ``T`` reads (transitively), in the order a depth-first walk meets them."""
-    out, seen = [], set()
-
-    def visit(op):
-        if op in seen:
-            return
-        seen.add(op)
-        if isinstance(op, te.PlaceholderOp):
-            out.append(op.output(0))
-        for t in op.input_tensors:
-            visit(t.op)
-    visit(T.op)
-    return out
 
 
 # --------------------------------------------------------------------------- row schedules
@@ -190,7 +113,7 @@ def schedule_rows(cfg, s, outs, tag):
 
 def _row_template(op: str, tag: str, fn, inputs, epilogue):
     T = fn(*inputs)
-    out, extra = apply_epilogue(op, T, epilogue, inputs)
+    out, extra, _ = fuse_epilogue(op, T, epilogue, inputs)
     s = create_schedule(out.op)
     schedule_rows(get_config(), s, [out], tag)
     return s, [*inputs, *extra, out]
@@ -289,7 +212,7 @@ def _batch_norm_template(N, C, H, W, epsilon, dtype, *, epilogue=None):
     X = te.placeholder((N, C, H, W), name="X", dtype=dtype)
     params = [te.placeholder((C,), name=n, dtype=dtype) for n in ("gamma", "beta", "mean", "var")]
     T = compute.batch_norm(X, *params, axis=1, epsilon=epsilon)
-    out, extra = apply_epilogue("batch_norm", T, epilogue, [X, *params])
+    out, extra, _ = fuse_epilogue("batch_norm", T, epilogue, [X, *params])
     s = create_schedule(out.op)
     schedule_batch_norm(get_config(), s, [out])
     return s, [X, *params, *extra, out]

@@ -35,10 +35,9 @@ from .. import te
 from ..errors import TensorlangTypeError, TensorlangValueError
 from ..schedule import create_schedule
 from . import compute
-from .common import check_dims, epilogue_of, knob, vector_lanes
+from .common import check_dims, epilogue_of, find_anchor, fuse_epilogue, knob, vector_lanes
 from .compute.nn import pool_args
 from .injective import PARALLEL_MIN
-from .nn import apply_epilogue, find_anchor
 
 
 def _check(op, N, C, H, W, kernel, stride, padding, dtype):
@@ -83,7 +82,7 @@ def _pool_template(kind, N, C, H, W, K, S, P, count_include_pad, dtype, *, epilo
         T = compute.max_pool2d(X, K, S, P, phase=phase)
     else:
         T = compute.avg_pool2d(X, K, S, P, count_include_pad, phase=phase)
-    out, extra = apply_epilogue(f"{kind}_pool2d", T, epilogue, [X])
+    out, extra, _ = fuse_epilogue(f"{kind}_pool2d", T, epilogue, [X])
     s = create_schedule(out.op)
     schedule_pool(cfg, s, [out])
     return s, [X, *extra, out]

@@ -35,10 +35,11 @@ from .. import te
 from ..errors import TensorlangTypeError, TensorlangValueError
 from ..schedule import create_schedule
 from . import compute
-from .common import check_dims, epilogue_of, knob, vector_lanes
+from .common import (check_dims, epilogue_of, find_anchor, fuse_epilogue, knob, placeholders,
+                     vector_lanes)
 from .compute.reduce import normalize_axes
 from .injective import PARALLEL_MIN
-from .nn import apply_epilogue, find_anchor, placeholders, vector_partials
+from .nn import vector_partials
 
 OPS = ("argmax", "argmin", "max", "mean", "min", "sum")
 ACC = 4          # vector accumulators of a contiguous reduction
@@ -126,7 +127,7 @@ def _reduce_template(op, shape, axes, keepdims, dtype, *, epilogue=None):
         T = getattr(compute, op)(X, axes[0] if len(axes) == 1 else None, keepdims)
     else:
         T = getattr(compute, op)(X, tuple(axes), keepdims)
-    out, extra = apply_epilogue("reduce", T, epilogue, [X])
+    out, extra, _ = fuse_epilogue("reduce", T, epilogue, [X])
     s = create_schedule(out.op)
     schedule_reduce(get_config(), s, [out])
     return s, [X, *extra, out]
@@ -189,7 +190,7 @@ def global_avg_pool2d(N: int, C: int, H: int, W: int, dtype: str = "float32", ep
 @template("ops/global_avg_pool2d", warn_fallback=False)
 def _gap_template(N, C, H, W, dtype, *, epilogue=None):
     X = te.placeholder((N, C, H, W), name="X", dtype=dtype)
-    out, extra = apply_epilogue("global_avg_pool2d", compute.global_avg_pool2d(X), epilogue,
+    out, extra, _ = fuse_epilogue("global_avg_pool2d", compute.global_avg_pool2d(X), epilogue,
                                 [X])
     s = create_schedule(out.op)
     schedule_global_avg_pool2d(get_config(), s, [out])

@@ -533,7 +533,7 @@ def conv2d_NCHWc(X, W, stride=1, padding=0, dilation=1, *, name="conv2d_NCHWc"):
     op = "conv2d_NCHWc"
     N, CIo, H, Wd, ic = _tensor(op, "X", X, 5, "(N, CI // ic, H, W, ic)")
     COo, WCIo, KH, KW, Wic, oc = _tensor(op, "W", W, 6, "(CO // oc, CI // ic, KH, KW, ic, oc)")
-    dtype = _same_dtype(op, X, W=W)
+    _same_dtype(op, X, W=W)
     S, P, D = _conv_args(op, stride, padding, dilation)
     if (WCIo, Wic) != (CIo, ic):
         raise TensorlangValueError(
