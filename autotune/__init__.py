@@ -16,12 +16,14 @@ from . import callback  # noqa: F401
 from .measure import (BuildResult, ErrorClass, LocalBuilder, LocalRunner, MeasureResult,
                       measure_option)
 from tensorlang.dispatch import (TEMPLATES, ApplyConfig, ConfigEntity, ConfigSpace, SpaceError,
-                                 Task, apply_history_best, create_task, get_config, template)
+                                 Task, applicable_records, apply_history_best, create_task,
+                                 get_config, template)
 from .tuner import GATuner, GridSearchTuner, RandomTuner, Tuner
 
 __all__ = ["ApplyConfig", "BuildResult", "ConfigEntity", "ConfigSpace", "ErrorClass",
            "GATuner", "GridSearchTuner", "LocalBuilder", "LocalRunner", "MeasureResult",
-           "RandomTuner", "RayRunner", "SpaceError", "TEMPLATES", "Task", "Tuner", "XGBTuner", "apply_history_best",
+           "RandomTuner", "RayRunner", "SpaceError", "TEMPLATES", "Task", "Tuner", "XGBTuner",
+           "applicable_records", "apply_history_best",
            "callback", "create_task", "get_config", "load_job", "measure_option", "record", "run_job",
            "template"]
 

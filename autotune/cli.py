@@ -8,6 +8,12 @@
     autotune plot LOG... -o curve.png  best GFLOPS against trials
     autotune validate LOG -m MODULE    rebuild each workload's best record (templates from
                                        MODULE) and check it against the untuned schedule
+    autotune records [--target T]      the tuned records that apply on this host (or T)
+                                       without any apply_history_best: the shipped log's
+    autotune tune-library [--resume | --fresh]
+                                       tune the operator library for this CPU (the
+                                       examples/jobs/ops_*.toml jobs) and write the log
+                                       shipped for it, tensorlang/tuning_logs/<cpu>.jsonl
 """
 
 from __future__ import annotations
@@ -68,6 +74,23 @@ def validate(path, modules) -> bool:
     return ok
 
 
+def records(target=None) -> str:
+    """The table ``autotune records`` prints (``applicable_records``)."""
+    import tensorlang as tl
+    from tensorlang.dispatch import applicable_records, shipped_log
+    tgt = tl.target.Target(target) if target else tl.target.Target.current()
+    tgt.info                                   # an unknown CPU raises here, clearly
+    recs = applicable_records(tgt)
+    head = (f"target {tgt}: {len(recs)} tuned record(s) apply" if recs else
+            f"target {tgt}: no tuned record applies (no {shipped_log(tgt.cpu)}); the operators "
+            f"use their default schedules, derived from the target")
+    lines = [head]
+    for rec in sorted(recs, key=record.wkey):
+        lines.append(f"  {record.wkey(rec)}  {record.gflops(rec):8.1f} GFLOPS  "
+                     f"{json.dumps(rec['config'])}  ({rec['log']})")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="autotune", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -88,6 +111,16 @@ def main(argv=None) -> int:
     p.add_argument("log")
     p.add_argument("-m", "--module", action="append", default=[],
                    help="a module that defines the log's templates (repeatable)")
+    p = sub.add_parser("records", help="the tuned records that apply on this host")
+    p.add_argument("--target", help="a target string, e.g. 'llvm -mcpu=haswell' (default: the host)")
+    p = sub.add_parser("tune-library", help="tune the operator library for this CPU")
+    p.add_argument("--jobs", default="examples/jobs/ops_*.toml", help="job files (a glob)")
+    p.add_argument("-o", "--output", help="default: tensorlang/tuning_logs/<cpu>.jsonl")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--resume", action="store_true", help="continue the jobs' logs")
+    g.add_argument("--fresh", action="store_true", help="delete the jobs' logs first")
+    p.add_argument("--address", help="an existing Ray cluster")
+    p.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     warnings.simplefilter("always")
     try:
@@ -103,6 +136,12 @@ def main(argv=None) -> int:
         elif args.cmd == "best":
             n = record.pick_best(args.log, args.output)
             print(f"kept {n} record(s) in {args.output}")
+        elif args.cmd == "records":
+            print(records(args.target))
+        elif args.cmd == "tune-library":
+            from .library import tune_library
+            tune_library(args.jobs, args.output, resume=args.resume, fresh=args.fresh,
+                         address=args.address, progress=not args.no_progress)
         elif args.cmd == "plot":
             callback.plot_curve(args.logs, args.output)
             print(f"wrote {args.output}")

@@ -148,10 +148,26 @@ def _tuner(spec: TaskSpec):
             "grid": tuners.GridSearchTuner}[spec.tuner](spec.task, seed=spec.seed)
 
 
+def make_runner(job: Job, address: str | None = None):
+    """The ``RayRunner`` of ``job`` (its [ray] and [measure] tables; ``address`` overrides
+    the job's)."""
+    from .ray_runner import RayRunner
+    ray_opts = dict(job.ray)
+    return RayRunner(address=address or ray_opts.pop("address", None),
+                     **{k: v for k, v in ray_opts.items() if k != "address"}, **job.measure)
+
+
+def measurement_threads(job: Job) -> int:
+    """Threads the job's candidates were timed with: a measurement's parallel loops get the
+    CPUs its actor holds (``cpus_per_measurement``, default 1; see ``RayRunner``)."""
+    return max(1, int(job.ray.get("cpus_per_measurement", 1)))
+
+
 def run_job(job: Job | str, address: str | None = None, resume: bool = False,
             progress: bool = True, runner=None) -> list[dict]:
-    """Tune every task of ``job``; returns one summary dict per task."""
-    from .ray_runner import RayRunner
+    """Tune every task of ``job``; returns one summary dict per task. The runner
+    (``make_runner(job, address)`` unless given) is closed on the way out: an embedded Ray
+    cluster is shut down and its processes have exited when this returns."""
     if not isinstance(job, Job):
         job = load_job(job)
     log = Path(job.log)
@@ -159,10 +175,7 @@ def run_job(job: Job | str, address: str | None = None, resume: bool = False,
         raise JobError(f"{job.path}: the log {job.log} already has records: pass --resume to "
                        f"continue it, or choose another log")
     log.parent.mkdir(parents=True, exist_ok=True)
-    ray_opts = dict(job.ray)
-    runner = runner or RayRunner(address=address or ray_opts.pop("address", None),
-                                 **{k: v for k, v in ray_opts.items() if k != "address"},
-                                 **job.measure)
+    runner = runner or make_runner(job, address)
     tuners = [_tuner(spec) for spec in job.tasks]
     if resume and log.exists():
         for t in tuners:

@@ -76,18 +76,19 @@ def _template(module: str, name: str):
     return TEMPLATES[name]
 
 
-def _build_job(module, name, args, knobs, out_dir):
-    """In a builder worker: instantiate, build, export. Returns (path, seconds) or raises
-    tagged errors."""
+def _build_job(module, name, args, knobs, out_dir, target="llvm"):
+    """In a builder worker: instantiate and build for ``target``, export. Returns (path,
+    seconds) or raises tagged errors."""
     import tensorlang as tl
     tpl = _template(module, name)
     t = time.perf_counter()
-    try:
-        space = tpl.space(*args)
-        s, tensors = tpl.instantiate(space.from_json(knobs), *args)
-    except Exception as e:
-        raise _Tagged(ErrorClass.INSTANTIATION, f"{type(e).__name__}: {e}") from None
-    f = tl.build(s, tensors, name="kernel")
+    with tl.target.Target(target):
+        try:
+            space = tpl.space(*args)
+            s, tensors = tpl.instantiate(space.from_json(knobs), *args)
+        except Exception as e:
+            raise _Tagged(ErrorClass.INSTANTIATION, f"{type(e).__name__}: {e}") from None
+        f = tl.build(s, tensors, name="kernel")
     fd, path = tempfile.mkstemp(suffix=".so", dir=out_dir)
     os.close(fd)
     f.export_library(path)
@@ -199,8 +200,8 @@ class LocalBuilder:
 
     def build(self, task, configs) -> list[BuildResult]:
         tpl = task.template
-        jobs = [(_build_job, (tpl.fn.__module__, tpl.name, task.args, c.to_json(), self.dir.name))
-                for c in configs]
+        jobs = [(_build_job, (tpl.fn.__module__, tpl.name, task.args, c.to_json(), self.dir.name,
+                              task.target)) for c in configs]
         out = []
         for oc in self.pool.run(jobs, self.timeout):
             value, cls, msg = _classify(oc, ErrorClass.BUILD_TIMEOUT, ErrorClass.BUILD)

@@ -13,7 +13,12 @@ the line between the two kinds of failure:
   on another actor, up to ``max_retries`` times, then recorded as ``unknown``.
 
 With no ``address`` a local Ray instance is started on demand and shut down by
-``close()``; with an address (``"auto"``, ``"ray://..."``, ``host:port``) the runner
+``close()``, which returns only once every process that instance started (GCS, raylet,
+workers and their builder/runner pools) has exited: it notes them (from ``/proc``: the
+processes ``ray.init`` started and their descendants) before ``ray.shutdown``, waits up to
+``shutdown_timeout`` s for them, kills what is left and reports it in ``shutdown_report``
+(so that timings taken after a tuning job do not share the CPUs with a Ray that is still
+going away). With an address (``"auto"``, ``"ray://..."``, ``host:port``) the runner
 connects to that cluster and leaves it running. ``submit``/``poll`` stream results back as
 they finish; ``measure(task, configs)`` is the batch form the ``Tuner`` loop uses.
 """
@@ -21,8 +26,11 @@ they finish; ``measure(task, configs)`` is the batch form the ``Tuner`` loop use
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import time
+import warnings
 
 from .measure import ErrorClass, LocalBuilder, LocalRunner, MeasureResult, _template
 from tensorlang.dispatch.record import host_info
@@ -50,18 +58,85 @@ class MeasureActor:
         (res,) = self.runner.run(task, self.builder.build(task, [task.config_space.from_json(knobs)]))
         return res
 
+    def close(self) -> None:
+        """End the builder's and the runner's worker processes (before the actor is killed,
+        which would leave them to notice it on their own)."""
+        self.builder.close()
+        self.runner.close()
+
+
+def descendants(pid: int | None = None) -> dict:
+    """``{pid: start time}`` of every living process descended from ``pid`` (default: this
+    process), from ``/proc`` (empty where there is no ``/proc``)."""
+    children: dict = {}
+    try:
+        entries = [int(d) for d in os.listdir("/proc") if d.isdigit()]
+    except OSError:
+        return {}
+    for p in entries:
+        st = _stat(p)
+        if st and st[0] != "Z":
+            children.setdefault(int(st[1]), []).append((p, st[19]))
+    out, todo = {}, [pid or os.getpid()]
+    while todo:
+        for child, start in children.get(todo.pop(), []):
+            out[child] = start
+            todo.append(child)
+    return out
+
+
+def _stat(pid: int):
+    """The fields of ``/proc/PID/stat`` after the command name (state first), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def alive(procs: dict) -> dict:
+    """The processes of ``procs`` (``{pid: start time}``) that still run (a zombie or a
+    reused pid does not count)."""
+    out = {}
+    for p, start in procs.items():
+        st = _stat(p)
+        if st and st[0] != "Z" and st[19] == start:
+            out[p] = start
+    return out
+
+
+def wait_exited(procs: dict, timeout: float) -> dict:
+    """Wait up to ``timeout`` s for ``procs`` to exit; returns those still running."""
+    deadline = time.monotonic() + timeout
+    left = alive(procs)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = alive(left)
+    return left
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace").strip()[:120]
+    except OSError:
+        return "?"
+
 
 class RayRunner:
     def __init__(self, address: str | None = None, number: int = 5, repeat: int = 3,
                  min_repeat_ms: float = 0, timeout: float = 10, build_timeout: float | None = None,
                  cpus_per_measurement: float = 1, num_workers: int | None = None,
-                 resources: dict | None = None, cpu_model: str | None = None, max_retries: int = 3):
+                 resources: dict | None = None, cpu_model: str | None = None, max_retries: int = 3,
+                 shutdown_timeout: float = 30):
         self.address, self.num_workers = address, num_workers
         # a candidate's parallel loops use the CPUs its actor holds, no more
         self.actor_args = (number, repeat, min_repeat_ms, timeout, build_timeout or timeout,
                            max(1, int(cpus_per_measurement)))
         self.cpus, self.resources, self.cpu_model = cpus_per_measurement, resources or {}, cpu_model
         self.max_retries = max_retries
+        self.shutdown_timeout = shutdown_timeout
+        self.shutdown_report: dict | None = None   # what close() waited for (embedded Ray)
         self.actors: list = []
         self.idle: list = []             # placed actors with nothing to do
         self.starting: dict = {}         # readiness ref -> actor not yet placed/answering
@@ -69,6 +144,7 @@ class RayRunner:
         self.retry: list = []            # (job, handle, tries) waiting for an idle actor
         self.rejected: set = set()
         self._owns_ray = False
+        self._ray_roots: dict = {}
         self._next = 0
         self.started_s = 0.0
 
@@ -79,9 +155,13 @@ class RayRunner:
             return
         t = time.perf_counter()
         if not ray.is_initialized():
+            before = descendants()
             ray.init(address=self.address, include_dashboard=False, logging_level="WARNING",
                      log_to_driver=False, configure_logging=True)
             self._owns_ray = self.address is None
+            # the processes this ray.init started (GCS, raylet, ...): at shutdown, they and
+            # whatever they started since (workers, their pools) must end
+            self._ray_roots = {p: st for p, st in descendants().items() if p not in before}
         n = self.num_workers or max(1, int(ray.cluster_resources().get("CPU", 1) // self.cpus))
         for _ in range(n):
             self._spawn()
@@ -121,7 +201,18 @@ class RayRunner:
                                f"(seen: {sorted(self.rejected)})")
 
     def close(self) -> None:
+        """Close the actors' worker pools and kill the actors; an embedded Ray is shut down
+        and waited for (see the module's docstring)."""
         import ray
+        if self.actors and ray.is_initialized():
+            closing = []
+            for a in self.actors:
+                try:
+                    closing.append(a.close.remote())
+                except Exception:                # noqa: BLE001 - already gone
+                    pass
+            if closing:                          # busy or dead actors are killed regardless
+                ray.wait(closing, num_returns=len(closing), timeout=10)
         for a in self.actors:
             try:
                 ray.kill(a)
@@ -129,8 +220,39 @@ class RayRunner:
                 pass
         self.actors, self.idle, self.pending, self.starting, self.retry = [], [], {}, {}, []
         if self._owns_ray and ray.is_initialized():
-            ray.shutdown()
+            self._shutdown(ray)
         self._owns_ray = False
+
+    def _shutdown(self, ray) -> None:
+        """``ray.shutdown()``, then wait until every process the embedded Ray started has
+        exited (up to ``shutdown_timeout`` s; then they are killed)."""
+        t = time.perf_counter()
+        procs = dict(alive(self._ray_roots))     # GCS, raylet, workers, their pools
+        for p in list(procs):
+            procs.update(descendants(p))
+        try:
+            ray.shutdown(wait_for_processes=True)
+        except TypeError:                        # a Ray without that argument
+            ray.shutdown()
+        left = wait_exited(procs, self.shutdown_timeout)
+        killed = {}
+        for p in left:
+            killed[p] = _cmdline(p)
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass
+        left = wait_exited(left, 5)
+        self.shutdown_report = {"processes": len(procs), "killed": sorted(killed.values()),
+                                "left": sorted(_cmdline(p) for p in left),
+                                "seconds": time.perf_counter() - t}
+        if killed:
+            warnings.warn(f"Ray shutdown: {len(killed)} of its {len(procs)} processes were still "
+                          f"running after {self.shutdown_timeout:g} s and were killed: "
+                          f"{sorted(killed.values())}", RuntimeWarning, stacklevel=3)
+        if left:
+            warnings.warn(f"Ray shutdown: {len(left)} processes could not be ended: "
+                          f"{self.shutdown_report['left']}", RuntimeWarning, stacklevel=3)
 
     @property
     def busy(self) -> int:

@@ -81,7 +81,7 @@ def main(argv=None) -> int:
 
     import tensorlang
     print(f"tensorlang from {os.path.dirname(os.path.dirname(tensorlang.__file__))}; "
-          f"LLVM host CPU {llvm.get_host_cpu_name()}; {_cpu_model()}")
+          f"LLVM host CPU {llvm.get_host_cpu_name()}; {tensorlang.dispatch.record.host_info()['cpu']}")
     print(f"{'path':<12} {'median us':>10}   min..max over {opts.rounds} rounds of {opts.calls} calls")
     for name in ("checked", "unchecked", "prepared", "raw ctypes"):
         if name in times:
@@ -95,17 +95,6 @@ def _loop(fn):
         for _ in range(calls):
             fn()
     return run
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -7,19 +7,23 @@ import platform
 from dataclasses import asdict
 from pathlib import Path
 
-from .runner import COMPILE, NUMPY, OURS, TORCH
+from .runner import COMPILE, NUMPY, OB_HSW, OURS, TORCH
 
-PEERS = (NUMPY, TORCH, COMPILE)
+PEERS = (NUMPY, TORCH, COMPILE, OB_HSW)
 
 
-def machine(threads: int, torch=None) -> dict:
+def machine(threads: int, torch=None, target: str = "llvm") -> dict:
+    """The host (CPU model, LLVM's name for it), the target our kernels are built for (as
+    ``tl.target.Target`` spells it) and the versions of everything measured."""
     import llvmlite
     import llvmlite.binding as llvm
     import numpy as np
 
     cpu = next((line.split(":", 1)[1].strip() for line in _cpuinfo()
                 if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "llvm_cpu": llvm.get_host_cpu_name(), "threads": threads,
+    import tensorlang as tl
+    return {"cpu": cpu, "llvm_cpu": llvm.get_host_cpu_name(),
+            "target": str(tl.target.Target(target)), "threads": threads,
             "python": platform.python_version(), "numpy": np.__version__,
             "llvmlite": llvmlite.__version__, "torch": torch.__version__ if torch else None}
 
@@ -31,8 +35,24 @@ def _cpuinfo():
         return []
 
 
-HEADER = (f"{'workload':<38}{'ours ms':>9}{'numpy':>9}{'torch':>9}{'compile':>9}"
-          f"{'x numpy':>9}{'x torch':>9}{'x comp.':>9}{'GFLOPS':>8}{'np GF':>7}{'spread':>8}")
+HEADER = (f"{'workload':<38}{'ours ms':>9}{'numpy':>9}{'torch':>9}{'compile':>9}{'OB-hsw':>9}"
+          f"{'x numpy':>9}{'x torch':>9}{'x comp.':>9}{'x OB-hsw':>9}{'GFLOPS':>8}{'np GF':>7}"
+          f"{'spread':>8}")
+HSW_NOTE = (f"OB-hsw: {OB_HSW}, numpy in a subprocess whose OpenBLAS is forced to its AVX2 "
+            f"kernels (OPENBLAS_CORETYPE=Haswell), timed in rounds alternating with ours")
+
+
+def title(info: dict, quick: bool, rounds: int) -> str:
+    """The line above the table: the CPU, the target our kernels are built for, threads."""
+    return (f"{info['cpu']} (LLVM {info['llvm_cpu']}), target {info['target']}, "
+            f"{info['threads']} threads, schedules {info.get('schedules', '?')}, "
+            f"{'quick: correctness only' if quick else f'medians of {rounds} rounds'}")
+
+
+def ratios(r) -> dict:
+    """Our speed relative to each timed peer: peer median / our median (> 1: we are faster)."""
+    ours = r.times.get(OURS)
+    return {p: r.times[p][0] / ours[0] for p in PEERS if ours and p in r.times}
 
 
 def table(results, extras: dict | None = None) -> str:
@@ -41,9 +61,10 @@ def table(results, extras: dict | None = None) -> str:
     A system checked against numpy but not timed (``--quick``) shows ``ok``."""
     note = ("* a tuned record shipped in tuning_logs/ applies; other rows run the operator's "
             "default schedule")
+    hsw = any(OB_HSW in r.checked or OB_HSW in r.errors for r in results)
     return "\n".join([HEADER, "-" * len(HEADER), *(row(r) for r in results),
                       *([note] if any(r.tuned for r in results) else []),
-                      *_extras(extras or {})])
+                      *([HSW_NOTE] if hsw else []), *_extras(extras or {})])
 
 
 def row(r) -> str:
@@ -53,14 +74,14 @@ def row(r) -> str:
         return f"{t[0] * 1e3:9.3f}" if t else f"{'ok' if system in r.checked else '-':>9}"
 
     ours = r.times.get(OURS)
-    ratios = [f"{r.times[p][0] / ours[0]:9.2f}" if ours and p in r.times else f"{'-':>9}"
-              for p in PEERS]
+    rs = ratios(r)
+    cols = [f"{rs[p]:9.2f}" if p in rs else f"{'-':>9}" for p in PEERS]
     gf = [f"{r.flop / r.times[s][0] / 1e9:{w}.1f}" if r.flop and s in r.times else f"{'-':>{w}}"
           for s, w in ((OURS, 8), (NUMPY, 7))]
     spread = f"{(ours[2] / ours[1] - 1) * 100:7.0f}%" if ours else f"{'-':>8}"
     name = r.name + (" *" if r.tuned else "")
     lines = [f"{name:<38}{ms(OURS)}{''.join(ms(p) for p in PEERS)}"
-             f"{''.join(ratios)}{''.join(gf)}{spread}"]
+             f"{''.join(cols)}{''.join(gf)}{spread}"]
     lines += [f"    ! {system}: {err}" for system, err in r.errors.items()]
     return "\n".join(lines)
 
@@ -77,7 +98,8 @@ def _extras(extras: dict) -> list[str]:
 
 
 def write_json(path: Path, results, extras, info: dict) -> None:
-    data = {"machine": info, "workloads": [asdict(r) for r in results], "extras": extras}
+    data = {"machine": info, "workloads": [{**asdict(r), "ratios": ratios(r)} for r in results],
+            "extras": extras}
     path.write_text(json.dumps(data, indent=1))
 
 
@@ -101,7 +123,8 @@ def write_chart(path: Path, results, info: dict) -> None:
     ax.set_xscale("log")
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_xlabel("speed relative to peer (> 1: tensorlang faster)")
-    ax.set_title(f"tensorlang vs peers, {info['cpu']}, {info['threads']} threads", fontsize=9)
+    ax.set_title(f"tensorlang vs peers, {info['cpu']}, target {info.get('target', 'llvm')}, "
+                 f"{info['threads']} threads", fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

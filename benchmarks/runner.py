@@ -6,7 +6,14 @@ error is recorded), then time all systems in interleaved rounds
 (``tensorlang.runtime.interleaved``: each round runs each system after an idle pause, so all
 see the same machine state) and keep the median and spread. Every system runs with the same
 number of threads (numpy's OpenBLAS through threadpoolctl, PyTorch through
-``torch.set_num_threads``, ours through libgomp).
+``torch.set_num_threads``, ours through ``tl.runtime.set_num_threads``).
+
+Our kernels are built for the current target (``with tl.target.Target(...)``, set by
+``--target``). For a target without AVX-512 the GEMM-like workloads (group "gemm") also get
+the peer ``numpy (OpenBLAS Haswell)``: numpy in a subprocess whose OpenBLAS is forced to its
+AVX2 kernels (``openblas_peer.py``). It cannot be interleaved call by call with the systems
+of this process, so rounds alternate: one round of every in-process system, then one round
+of the subprocess, and so on (each round of each system starts after the same idle pause).
 
 Besides the workloads, ``extras`` measures what the issue asks about the compiler itself:
 GEMM's 1-thread vs all-threads speed-up, the time to lower and build a tiled GEMM, and the
@@ -28,7 +35,11 @@ import tensorlang as tl
 from examples.demo_matmul import empty_parallel_overhead
 from tensorlang.runtime import interleaved
 
+from . import openblas_peer
+
 OURS, NUMPY, TORCH, COMPILE = "tensorlang", "numpy", "torch", "torch.compile"
+OB_HSW = openblas_peer.NAME
+SETTLE = 0.2                                        # idle seconds before each system's round
 
 
 @dataclass
@@ -37,6 +48,7 @@ class Result:
     group: str
     flop: float | None
     tuned: bool = False                             # a shipped tuned record applies
+    target: str | None = None                       # the target our kernel was built for
     build_s: float | None = None
     times: dict = field(default_factory=dict)       # system -> (median, min, max) seconds
     errors: dict = field(default_factory=dict)      # system -> message
@@ -67,8 +79,9 @@ def _number(seconds: float) -> int:
 
 
 def run_workload(w, rng, torch=None, compile_torch=False, quick=False, rounds=7,
-                 shipped=frozenset()) -> Result:
-    """``shipped``: the workload keys (JSON) with a shipped record (marks the row tuned)."""
+                 shipped=frozenset(), haswell=None) -> Result:
+    """``shipped``: the workload keys (JSON) with a shipped record (marks the row tuned);
+    ``haswell``: an ``openblas_peer.HaswellPeer``, the extra peer of the "gemm" group."""
     r = Result(w.name, w.group, w.flop, tuned=w.key is not None and json.dumps(w.key) in shipped)
     inputs = w.inputs(rng)
     expect = w.numpy(*inputs)
@@ -78,6 +91,7 @@ def run_workload(w, rng, torch=None, compile_torch=False, quick=False, rounds=7,
         s, args = w.build()
         f = tl.build(s, args, name="kernel")
         r.build_s = time.perf_counter() - t
+        r.target = f.target
         out = np.full(expect.shape, np.nan, dtype=expect.dtype)
         t = time.perf_counter()
         f(*inputs, out)
@@ -107,9 +121,28 @@ def run_workload(w, rng, torch=None, compile_torch=False, quick=False, rounds=7,
                 r.errors[name] = err
             else:
                 fns[name] = (lambda fn: lambda: fn(*tin))(fn)
-    r.checked = list(fns)
+    remote = None
+    if haswell is not None and w.group == "gemm":
+        try:
+            err = _check(w, haswell.load(w.name, inputs), expect)
+        except openblas_peer.PeerError as e:
+            err = str(e)
+        if err:
+            r.errors[OB_HSW] = err
+        else:
+            remote = haswell
+    r.checked = list(fns) + ([OB_HSW] if remote else [])
     if not quick:
-        r.times = interleaved(fns, rounds=rounds, number=_number(once))
+        number = _number(once)
+        if remote is None:
+            r.times = interleaved(fns, rounds=rounds, number=number, settle=SETTLE)
+        else:
+            per = {name: [] for name in [*fns, OB_HSW]}
+            for _ in range(rounds):                 # rounds alternate: ours, the subprocess's
+                for name, t in interleaved(fns, rounds=1, number=number, settle=SETTLE).items():
+                    per[name].append(t[0])
+                per[OB_HSW].append(remote.round(number, SETTLE))
+            r.times = {name: (statistics.median(ts), min(ts), max(ts)) for name, ts in per.items()}
     return r
 
 

@@ -311,11 +311,13 @@ WORKLOADS = [
 ]
 
 
-def shipped_keys() -> set:
-    """The workloads (as JSON text) with a record for this target in the log shipped for this
-    CPU (``ops.shipped_log()``)."""
+def shipped_keys(target=None) -> set:
+    """The workloads (as JSON text) with a record for ``target`` (default: the current
+    target, ``tl.target.Target.current()``) in the log shipped for this CPU
+    (``ops.shipped_log()``)."""
     from tensorlang.dispatch import load_from_file
-    log, target = ops.shipped_log(), str(tl.target.Target("llvm"))
+    log = ops.shipped_log()
+    target = str(tl.target.Target(target) if target is not None else tl.target.Target.current())
     if not log.is_file():
         return set()
     return {json.dumps(r["workload"]) for r in load_from_file(log) if r["target"] == target}

@@ -390,7 +390,7 @@ def _simplify_binary(e: Binary, env: dict) -> Expr | None:
         lo, hi = bound(r, env)
         if 0 <= lo and hi < c:
             return from_linear(q_terms, q_const, dtype) if op == "floordiv" else r
-        if op == "floormod" and q_terms:
+        if op == "floormod" and (q_terms or r_const != k):     # (x + 32) % 7 == (x + 4) % 7
             return Binary("floormod", r, b, dtype)
         if op == "floordiv" and r_terms and (q_terms or q_const):
             # (c*q + r) // c == q + r // c

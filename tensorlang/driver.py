@@ -54,7 +54,7 @@ def lower(sch: Schedule, args, name: str = "main", simple_mode: bool = True,
     return trace[-1][1]
 
 
-def build(sch, args=None, target="llvm", target_host=None, name: str = "main",
+def build(sch, args=None, target=None, target_host=None, name: str = "main",
           bounds_check: bool = False, fast_math: bool = False, dump_ir: str | None = None):
     """Compile ``sch`` (a Schedule, with ``args``; or a PrimFunc from ``lower``) to a callable
     Module. Several kernels go into one module (one LLVM module, one object code for the
@@ -64,7 +64,9 @@ def build(sch, args=None, target="llvm", target_host=None, name: str = "main",
     ``bounds_check=True`` makes every load and store check its index and raise
     ``BoundsError`` instead of touching memory outside a buffer; ``fast_math=True`` lets LLVM
     reassociate floating-point arithmetic (NaN and infinity semantics are kept).
-    ``target_host`` is accepted for TVM compatibility (the host is always this CPU)."""
+    ``target``: a target string or ``Target`` (default: the current target, see
+    ``tl.target.Target``: the host unless inside ``with Target(...)``). ``target_host`` is
+    accepted for TVM compatibility (the host is always this CPU)."""
     from .codegen.llvm import codegen
     from .codegen.target import Target, init_llvm, parse_and_optimize
     from .runtime.module import Module

@@ -35,6 +35,15 @@ def test_space_size_str_and_get(task):
         sp.get(140)
 
 
+def test_a_record_older_than_a_knob_takes_its_default_and_unknown_knobs_fail():
+    sp = autotune.ConfigSpace()
+    sp.define_knob("nb", [16, 32], default=32)
+    sp.define_knob("kc", [0, 128], default=0)          # a knob added after the record
+    assert sp.from_json({"nb": 16}).to_json() == {"nb": 16, "kc": 0}
+    with pytest.raises(SpaceError, match=r"knobs \['nb', 'zz'\] do not match the space's \['kc', 'nb'\]"):
+        sp.from_json({"nb": 16, "zz": 1})
+
+
 def test_split_policies_and_limits():
     sp = autotune.ConfigSpace()
     sp.define_split("f", 12, num_outputs=2, policy="factors")

@@ -93,9 +93,15 @@ def test_an_existing_log_needs_resume(tmp_path):
 @pytest.mark.serial
 def test_job_on_the_embedded_cluster(tmp_path):
     import ray
+    from autotune.job import make_runner
+    from autotune.ray_runner import _cmdline, descendants
     path, log = _job(tmp_path, trials=8)
-    rows = run_job(path, progress=False)
+    runner = make_runner(load_job(path))
+    rows = run_job(path, progress=False, runner=runner)
     assert not ray.is_initialized()                   # the embedded cluster was shut down
+    rep = runner.shutdown_report                      # ... and all its processes have exited
+    assert rep["processes"] >= 3 and rep["left"] == [] and rep["killed"] == [], rep
+    assert not [p for p in descendants() if "ray" in _cmdline(p)]
     recs = record.load_from_file(log)
     assert len(recs) == 16 and _unique_per_workload(recs)
     assert all(r["result"]["error"] is None and r["host"]["cpu"] for r in recs)
@@ -195,3 +201,53 @@ def test_a_required_cpu_model_no_node_has_is_a_clear_error():
     finally:
         runner.close()
     assert not ray.is_initialized()
+
+
+def test_tune_library_without_job_files_is_a_clear_error(tmp_path):
+    from autotune.library import tune_library
+    with pytest.raises(JobError, match="no job file matches"):
+        tune_library(str(tmp_path / "none_*.toml"), output=tmp_path / "out.jsonl")
+
+
+@pytest.mark.serial
+def test_tune_library_keeps_the_best_of_every_job_and_the_records_apply(tmp_path):
+    """Two job files (one log each) tuned in turn, their best records merged into one log,
+    which `applicable_records` then lists for this host once it is a shipped log."""
+    from autotune.library import tune_library
+    from tensorlang import dispatch
+    for name in ("ops_a", "ops_b"):
+        (tmp_path / f"{name}.toml").write_text(
+            JOB.format(log=tmp_path / f"{name}.jsonl", trials=3, timeout=10, extra="")
+            .replace("[32, 64, 48]", "[32, 64, 48]" if name == "ops_a" else "[16, 32, 16]"))
+    out = tune_library(str(tmp_path / "ops_*.toml"), output=tmp_path / "cpu.jsonl",
+                       progress=False)
+    best = record.load_from_file(out)
+    logs = record.load_from_file(tmp_path / "ops_a.jsonl") + record.load_from_file(tmp_path / "ops_b.jsonl")
+    measured = {record.wkey(x) for x in logs if record.cost(x) < float("inf")}
+    assert len(best) == len(measured) and {record.wkey(r) for r in best} == measured
+    assert '["test/matmul", [64, 64, 64]]' in measured        # tuned by both jobs, kept once
+    for r in best:
+        assert record.cost(r) == min(record.cost(x) for x in logs if record.wkey(x) == record.wkey(r))
+    dispatch.EXTRA_LOGS.append(str(out))
+    try:
+        listed = autotune.applicable_records()
+        assert {record.wkey(r) for r in listed} >= {record.wkey(r) for r in best}
+        assert all(r["log"] == str(out) for r in listed if r["workload"][0] == "test/matmul")
+        # tuned for this host's target: they do not apply when building for another CPU
+        assert not any(r["log"] == str(out) for r in autotune.applicable_records("llvm -mcpu=nehalem"))
+    finally:
+        dispatch.EXTRA_LOGS.remove(str(out))
+    with pytest.raises(JobError, match="already has records"):
+        tune_library(str(tmp_path / "ops_*.toml"), output=tmp_path / "cpu.jsonl", progress=False)
+
+
+def test_records_command_names_the_target_and_the_log(capsys):
+    from autotune import cli
+    assert cli.main(["records", "--target", "llvm -mcpu=znver5"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("target llvm -mcpu=znver5: ") and "tuned record(s) apply" in out
+    assert "znver5.jsonl" in out and '"ops/matmul"' in out
+    assert cli.main(["records", "--target", "llvm -mcpu=nehalem"]) == 0
+    assert "no tuned record applies" in capsys.readouterr().out
+    assert cli.main(["records", "--target", "llvm -mcpu=bogus"]) == 2
+    assert "LLVM rejects it" in capsys.readouterr().err

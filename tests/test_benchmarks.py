@@ -90,3 +90,53 @@ def test_tuned_rows_are_marked():
     assert report.row(r).startswith("gemm 2x2x2 *")
     assert "a tuned record shipped in tuning_logs/ applies" in report.table([r])
     assert "tuned record" not in report.table([Result("x", "g", flop=None)])
+
+
+def test_target_haswell_builds_for_haswell_and_adds_the_openblas_haswell_peer(
+        tmp_path, capsys, monkeypatch):
+    """``--target "llvm -mcpu=haswell"``: our GEMM is compiled for Haswell (AVX2: ymm
+    registers, no zmm), the table names the target, and the GEMM row gets the peer numpy
+    with OpenBLAS forced to its Haswell kernels (a subprocess checked with threadpoolctl)."""
+    import tensorlang as tl
+    from benchmarks import runner
+    from benchmarks.openblas_peer import NAME as OB_HSW
+
+    built, tl_build = [], tl.build
+
+    def build(*a, **kw):
+        built.append(tl_build(*a, **kw))
+        return built[-1]
+
+    monkeypatch.setattr(runner.tl, "build", build)
+    argv = ["--quick", "--no-torch", "--target", "llvm -mcpu=haswell", "--only", "gemm 256",
+            "--out", str(tmp_path)]
+    assert bench.main(argv) == 0
+    monkeypatch.undo()
+    out = capsys.readouterr().out
+    assert "target llvm -mcpu=haswell" in out and "x OB-hsw" in out
+    assert "architecture Haswell" in out
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["machine"]["target"] == "llvm -mcpu=haswell"
+    assert data["machine"]["openblas_haswell"]["architecture"] == "Haswell"
+    (w,) = data["workloads"]
+    assert w["errors"] == {} and w["checked"] == [OURS, NUMPY, OB_HSW]
+    assert w["target"] == "llvm -mcpu=haswell" and w["ratios"] == {}
+    (f,) = built
+    asm = f.get_source("asm")
+    assert "ymm" in asm and "zmm" not in asm
+
+
+def test_haswell_peer_is_timed_and_its_ratio_reported(tmp_path):
+    """One timed round of a GEMM with the Haswell peer: it has a time and a ratio."""
+    from benchmarks.openblas_peer import NAME as OB_HSW, HaswellPeer
+    from benchmarks.workloads import WORKLOADS
+
+    w = next(w for w in WORKLOADS if w.name == "gemm 256x256x256")
+    with HaswellPeer(1) as peer:
+        r = run_workload(w, np.random.default_rng(0), rounds=1, haswell=peer)
+    assert r.errors == {} and {OURS, NUMPY, OB_HSW} <= set(r.times)
+    assert OB_HSW in report.ratios(r)
+    report.write_json(tmp_path / "r.json", [r], {}, {"cpu": "test", "threads": 1})
+    (j,) = json.loads((tmp_path / "r.json").read_text())["workloads"]
+    assert j["ratios"][OB_HSW] == pytest.approx(r.times[OB_HSW][0] / r.times[OURS][0])
+    assert "x OB-hsw" in report.table([r]) and "OpenBLAS Haswell" in report.table([r])

@@ -286,14 +286,40 @@ def test_conv2d_bad_dilation_groups_epilogue(kw, match):
         conv2d_nchw(1, 2, 8, 8, 4, 3, 3, **kw)
 
 
-# planes of at most 64 pixels take the flat schedule (pixels tiled across rows)
+# planes whose accumulator fits a quarter of L1 take the flat schedule (pixels tiled across
+# rows); 1x1 convolutions without stride or padding tile pixels across rows at any size
 FLAT = [
-    (1, 40, 7, 7, 70, 1, 1, 1, 0),       # res5-like 1x1, CO % 16 != 0
+    (1, 40, 7, 7, 70, 1, 1, 1, 0),       # res5-like 1x1, CO % 16 != 0 (pixels across rows)
     (2, 24, 7, 7, 33, 3, 3, 1, 1),       # 3x3 on 7x7, N=2
     (1, 20, 13, 13, 18, 3, 3, 2, 1),     # stride 2 down to 7x7
     (1, 16, 14, 14, 40, 1, 1, 2, 0),     # 1x1 stride 2 down to 7x7
-    (1, 8, 10, 10, 16, 1, 1, 1, 0),      # 1x1 on a 10-wide row (channel-vectorized, not flat)
+    (1, 8, 10, 10, 16, 1, 1, 1, 0),      # 1x1 on a 10-wide row (pixels across rows)
 ]
+
+
+@pytest.mark.parametrize("shape", [(1, 48, 7, 7, 72), (2, 16, 9, 9, 24), (1, 8, 12, 12, 20)],
+                         ids=["channels>pixels", "N=2", "pixels>channels"])
+def test_conv2d_1x1_pixels_across_rows_every_config(rng, shape):
+    """1x1, stride 1, no padding: the output pixels y * OW + x tiled across rows (``NCP``
+    accumulator), weights packed or read in place, with an epilogue, in every config."""
+    import autotune
+    N, CI, H, W, CO = shape
+    wl = (N, CI, H, W, CO, 1, 1, 1, 0, "float32", 1, 1)
+    space = autotune.TEMPLATES["ops/conv2d_nchw"].space(*wl)
+    fb = space.fallback()
+    assert fb["flat"].val == 1 and fb["pack_w"].val == int(CO <= H * W)
+    a = rng.standard_normal((N, CI, H, W), dtype=np.float32)
+    w = rng.standard_normal((CO, CI, 1, 1), dtype=np.float32)
+    b = rng.standard_normal(CO, dtype=np.float32)
+    r = rng.standard_normal((N, CO, H, W), dtype=np.float32)
+    ref = np.maximum(conv_ref(a, w, 1, 0) + b[None, :, None, None] + r, 0)
+    for i in range(len(space)):
+        with autotune.ApplyConfig(space.get(i)):
+            s, args = conv2d_nchw(N, CI, H, W, CO, 1, 1, bias=True, residual=True, activation="relu")
+        f = tl.build(s, args, bounds_check=True)
+        o = np.full(ref.shape, np.nan, dtype=np.float32)
+        f(a, w, b, r, o)
+        np.testing.assert_allclose(o, ref, rtol=1e-4, atol=1e-3, err_msg=str(space.get(i)))
 
 
 @pytest.mark.parametrize("shape", FLAT, ids=lambda s: "x".join(map(str, s)))
@@ -349,6 +375,9 @@ def test_compute_conv2d_nchw_packed_equals_plain(rng, shape):
     # OIHW weights, phase-split padding
     got = _run_default(lambda: ([X, Wt], C.conv2d_nchw_packed(X, Wt, S, P, D, g)), [a, w])
     np.testing.assert_allclose(got, plain, rtol=1e-5, atol=1e-5)
+    # pixels flattened: (N, CO, OH * OW)
+    got = _run_default(lambda: ([X, Wt], C.conv2d_nchw_packed(X, Wt, S, P, D, g, layout="NCP")), [a, w])
+    np.testing.assert_allclose(got.reshape(plain.shape), plain, rtol=1e-5, atol=1e-5)
     fb = 16
     for layout in ("NCHW", "blocked", "flat") if g == 1 else ("NCHW",):
         def build(layout=layout):

@@ -62,15 +62,19 @@ def _hottest_block(asm: str) -> list[str]:
     return max(blocks, key=lambda b: sum(x.startswith("vfmadd") for x in b))
 
 
-def test_gemm_inner_loop_is_a_block_of_register_fmas():
-    """8 rows x 32 columns of accumulators in 16 zmm registers: every k step is 8
-    broadcasts of A, 2 loads of packed B and 16 FMAs, with no accumulator in memory."""
-    s, args = ops.matmul(256, 256, 256)
-    block = _hottest_block(tl.build(s, args).get_source("asm"))
+@pytest.mark.parametrize("target,reg,rows", [("llvm -mcpu=skylake-avx512", "zmm", 8),
+                                             ("llvm -mcpu=haswell", "ymm", 6)])
+def test_gemm_inner_loop_is_a_block_of_register_fmas(target, reg, rows):
+    """The default register tile of the target: AVX-512, 8 rows x 2 vectors of accumulators
+    in 16 of 32 zmm; AVX2, 6 x 2 in 12 of 16 ymm. Every k step is ``rows`` broadcasts of A,
+    2 loads of packed B and 2 x ``rows`` FMAs, with no accumulator in memory."""
+    with tl.target.Target(target), tl.dispatch.untuned():
+        s, args = ops.matmul(256, 256, 256)
+        block = _hottest_block(tl.build(s, args).get_source("asm"))
     fmas = [x for x in block if x.startswith("vfmadd")]
-    assert len(fmas) >= 16 and all(x.endswith(tuple(f"%zmm{i}" for i in range(32))) for x in fmas)
-    assert sum(x.startswith("vbroadcastss") for x in block) >= 8
-    assert not [x for x in block if x.startswith(("vmovups", "vmovaps")) and x.split(",")[0].startswith("%zmm")]
+    assert len(fmas) >= 2 * rows and all(x.endswith(tuple(f"%{reg}{i}" for i in range(32))) for x in fmas)
+    assert sum(x.startswith("vbroadcastss") for x in block) >= rows
+    assert not [x for x in block if x.startswith(("vmovups", "vmovaps")) and x.split(",")[0].startswith(f"%{reg}")]
 
 
 @pytest.mark.parametrize("call,match", [
@@ -93,11 +97,13 @@ def test_matmul_is_a_tunable_template_with_the_default_as_fallback(tmp_path):
     task = autotune.create_task("ops/matmul", [64, 96, 32, "float32"])
     assert len(task.config_space) > 100
     fallback = task.config_space.fallback()
-    assert fallback.to_json() == {"nb": 32, "mb": 32, "mr": 8, "ku": 4}
+    lanes = tl.target.Target.current().info.lanes(32)
+    mr = 8 if lanes == 16 else 6               # the register tile the host's registers hold
+    assert fallback.to_json() == {"nb": 2 * lanes, "mb": 4 * mr, "mr": mr, "kc": 0, "ku": 4}
     with autotune.ApplyConfig(fallback):
         s0, a0 = mm_mod._matmul_template(64, 96, 32, "float32")
     assert str(tl.lower(*ops.matmul(64, 96, 32))) == str(tl.lower(s0, a0))   # untuned = fallback
-    other = task.config_space.from_json({"nb": 16, "mb": 8, "mr": 2, "ku": 1})
+    other = task.config_space.from_json({"nb": 16, "mb": 8, "mr": 2, "kc": 0, "ku": 1})
     log = tmp_path / "mm.jsonl"
     record.append(log, record.make_record(task, other, MeasureResult([1e-6])))
     with autotune.apply_history_best(log):
@@ -114,8 +120,48 @@ def test_matmul_is_a_tunable_template_with_the_default_as_fallback(tmp_path):
     dispatch.EXTRA_LOGS.append(str(log))
     try:
         assert str(tl.lower(*ops.matmul(64, 96, 32))) == str(tl.lower(s1, a1))
+        with dispatch.untuned():                  # the default, whatever the logs hold
+            assert str(tl.lower(*ops.matmul(64, 96, 32))) == str(tl.lower(s0, a0))
     finally:
         dispatch.EXTRA_LOGS.remove(str(log))
+
+
+@pytest.mark.parametrize("target,nb,mr", [("llvm -mcpu=haswell", 16, 6),
+                                          ("llvm -mcpu=skylake-avx512", 32, 8),
+                                          ("llvm -mcpu=nehalem", 8, 6)])
+def test_gemm_defaults_follow_the_target(target, nb, mr, tmp_path):
+    """The default tile comes from the target's vector width and registers, the kernel is
+    built for the target and computes the product on this CPU, and a tuned record applies
+    under its own target only."""
+    import autotune
+    from autotune.measure import MeasureResult
+    from tensorlang.dispatch import record
+    task = autotune.create_task("ops/matmul", [40, 50, 70, "float32"], target=target)
+    assert task.target == target
+    fb = task.config_space.fallback().to_json()
+    assert (fb["nb"], fb["mr"], fb["mb"]) == (nb, mr, min(4 * mr, 40))
+    with tl.target.Target(target):
+        s, args = ops.matmul(40, 50, 70)
+        f = tl.build(s, args)
+    assert f.target == target
+    a, b = np.random.rand(40, 70).astype("float32"), np.random.rand(70, 50).astype("float32")
+    c = np.zeros((40, 50), "float32")
+    f(a, b, c)
+    np.testing.assert_allclose(c, a @ b, rtol=1e-5)
+    asm = f.get_source("asm")
+    assert ("zmm" in asm) == (nb == 32)
+    assert ("ymm" in asm) == (nb >= 16)
+    # a record tuned for this target: applied when building for it, not for the host
+    other = task.config_space.from_json({**fb, "mr": 2, "mb": 8})
+    log = tmp_path / "mm.jsonl"
+    record.append(log, record.make_record(task, other, MeasureResult([1e-6])))
+    with autotune.apply_history_best(log):
+        with tl.target.Target(target):
+            tuned = str(tl.lower(*ops.matmul(40, 50, 70)))
+        host = str(tl.lower(*ops.matmul(40, 50, 70)))
+    with tl.target.Target(target):
+        assert tuned == str(tl.lower(*task.instantiate(other))) != str(tl.lower(s, args))
+    assert host == str(tl.lower(*ops.matmul(40, 50, 70)))
 
 
 @pytest.mark.parametrize("M,N,K,bias,act", [(64, 96, 32, True, "relu"), (3, 40, 17, True, "gelu_tanh"),

@@ -39,6 +39,10 @@ def test_simplify_folds_fused_index_and_constants():
     assert str(simplify(f // 9 * 9 + f % 9)) == "f"
     assert str(simplify((Const(3, "int32") + 4) * 2)) == "14"
     assert str(simplify(f * 1 + 0 - f)) == "0"
+    # a constant offset past the modulus is reduced in both halves, so they still pair up
+    # (a fused pixel index in a tile that starts mid-row: p = 32 + i on 7-wide rows)
+    assert str(simplify((f + 32) % 7)) == "(f + 4) % 7"
+    assert str(simplify((f + 32) // 7 * 7 + (f + 32) % 7)) == "f + 32"
 
 
 def test_simplify_decides_comparisons_from_ranges():

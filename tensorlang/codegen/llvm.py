@@ -14,10 +14,13 @@ instead of crashing).
 
 * Vector expressions become LLVM vector types: a load or store whose index is
   ``ramp(base, 1, n)`` is one ``<n x T>`` access; other vector indices are gathered lane by lane.
-* A ``parallel`` loop is outlined into its own function that runs a static chunk of the
-  iterations per thread, and is launched with libgomp's ``GOMP_parallel``; the variables it
-  reads travel in a struct. A parallel loop inside another one runs serially (no
-  oversubscription).
+* A ``parallel`` loop is outlined into its own function ``void (ptr ctx, i64 begin, i64 end)``
+  that runs iterations ``[begin, end)``; the variables it reads travel in a struct ``ctx`` on
+  the caller's stack. The kernel calls ``tensorlang_parallel_launch(fn, ctx, extent)``, the
+  thread pool of ``tensorlang/runtime/threadpool.py``, which hands out chunks of the
+  iterations to its threads and the caller as they become free and returns when all are
+  done (``codegen`` makes sure the pool is compiled and known to the JIT). A parallel loop
+  inside another one runs serially (no oversubscription).
 * Integer division never traps: division by 0 gives 0 (as numpy does) and by -1 negates.
 * ``if_then_else`` whose branches read memory or divide is emitted with branches, so that only
   the selected branch runs.
@@ -647,7 +650,8 @@ class FnGen:
         self.start_block(lexit)
 
     def parallel_for(self, s: For) -> None:
-        """Outline the loop body into a function run by every thread of a GOMP team."""
+        """Outline the loop body into a function of a sub-range of the iterations, and hand
+        it to the thread pool (``tensorlang/runtime/threadpool.py``)."""
         captured = {}
         inner = {n.var.uid for n in walk(s) if isinstance(n, For)}
         for n in walk(s):
@@ -669,32 +673,24 @@ class FnGen:
             p = self.emit(f"getelementptr {struct_ty}, ptr {ctx}, i32 0, i32 {slot}", "handle")
             self.emit(f"store {captured[k]}, ptr {p.ref}")
         fname = self.mod.fresh(f"{self.mod.kernel}.parallel")
-        self.mod.declare("GOMP_parallel", "declare void @GOMP_parallel(ptr, ptr, i32, i32)")
-        self.emit(f'call void @GOMP_parallel(ptr @"{fname}", ptr {ctx}, i32 0, i32 0)')
+        extent = self.cast(self.ev(s.extent), "int64")
+        self.mod.declare("tensorlang_parallel_launch",
+                         "declare void @tensorlang_parallel_launch(ptr, ptr, i64)")
+        self.emit(f'call void @tensorlang_parallel_launch(ptr @"{fname}", ptr {ctx}, {extent})')
 
+        # the outlined body runs iterations [min + begin, min + end) of the loop
         g = FnGen(self.mod, in_parallel=True)
         for slot, k in enumerate(keys):
             p = g.emit(f"getelementptr {struct_ty}, ptr %ctx, i32 0, i32 {slot}", "handle")
             g.env[k] = g.emit(f"load {captured[k].ty}, ptr {p.ref}", captured[k].dtype)
-        g.mod.declare("omp_get_thread_num", "declare i32 @omp_get_thread_num()")
-        g.mod.declare("omp_get_num_threads", "declare i32 @omp_get_num_threads()")
-        tid = g.emit("call i32 @omp_get_thread_num()", "int32")
-        nt = g.emit("call i32 @omp_get_num_threads()", "int32")
         ty = s.var.dtype
-        lo, ext = g.ev(s.min), g.ev(s.extent)
-        tid, nt = g.cast(tid, ty), g.cast(nt, ty)
-        t1 = g.emit(f"add {ext}, {nt.ref}", ty)
-        t2 = g.emit(f"sub {V(ty, t1.ref)}, 1", ty)
-        chunk = g.emit(f"sdiv {t2}, {nt.ref}", ty)
-        off = g.emit(f"mul {tid}, {chunk.ref}", ty)
-        begin = g.emit(f"add {lo}, {off.ref}", ty)
-        stop = g.emit(f"add {lo}, {ext.ref}", ty)
-        cend = g.emit(f"add {begin}, {chunk.ref}", ty)
-        lt = g.emit(f"icmp slt {cend}, {stop.ref}", "bool")
-        end = g.emit(f"select {lt}, {cend}, {stop}", ty)
+        lo = g.ev(s.min)
+        begin = g.emit(f"add {lo}, {g.cast(V('int64', '%begin'), ty).ref}", ty)
+        end = g.emit(f"add {lo}, {g.cast(V('int64', '%end'), ty).ref}", ty)
         g.serial_for(s.var, begin, end, s.body)
         g.emit("ret void")
-        self.mod.functions.append(g.finish(f'define internal void @"{fname}"(ptr %ctx) #0'))
+        self.mod.functions.append(
+            g.finish(f'define internal void @"{fname}"(ptr %ctx, i64 %begin, i64 %end) #0'))
 
     def allocate(self, s: Allocate) -> None:
         b = s.buffer
@@ -774,6 +770,10 @@ def codegen(funcs, target, bounds_check: bool = False, fast_math: bool = False,
     enc = "".join(chr(c) if 32 <= c < 127 and c not in (34, 92) else f"\\{c:02X}" for c in blob)
     mod.globals.append(f'@__tensorlang_meta = private unnamed_addr constant [{len(blob)} x i8] c"{enc}"')
     mod.functions.append("define ptr @tensorlang_metadata() {\nentry:\n  ret ptr @__tensorlang_meta\n}\n")
+    if "tensorlang_parallel_launch" in mod.decls:
+        # the JIT resolves the launch call to this process's pool: compile it, register it
+        from ..runtime.threadpool import install
+        install()
     return mod.text(), meta
 
 

@@ -320,11 +320,14 @@ class ConfigSpace(_Defines):
         return index
 
     def from_json(self, knobs: dict) -> "ConfigEntity":
-        """The config with these knob values (as ``ConfigEntity.to_json`` wrote them)."""
-        if not isinstance(knobs, dict) or set(knobs) != set(self.knobs):
+        """The config with these knob values (as ``ConfigEntity.to_json`` wrote them). A knob
+        the template gained after the record was written takes its default (which keeps the
+        schedule the record measured); a knob the space does not have is an error."""
+        if not isinstance(knobs, dict) or not set(knobs) <= set(self.knobs):
             got = sorted(knobs) if isinstance(knobs, dict) else knobs
             raise SpaceError(f"config knobs {got} do not match the space's {sorted(self.knobs)}")
-        choice = {name: knob.index_of(knobs[name]) for name, knob in self.knobs.items()}
+        choice = {name: knob.index_of(knobs[name]) if name in knobs else knob.default()
+                  for name, knob in self.knobs.items()}
         return self.get(self.index_of(choice))
 
     def fallback(self) -> "ConfigEntity":

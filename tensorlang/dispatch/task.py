@@ -82,6 +82,20 @@ class ApplyConfig(DispatchContext):
         return self.config
 
 
+class Untuned(DispatchContext):
+    """Every template called inside gets its default config (derived from the target),
+    whatever the logs below it hold: ``{}`` is a record with every knob at its default."""
+
+    def query(self, target, workload):
+        return {}
+
+
+def untuned() -> Untuned:
+    """``with dispatch.untuned(): ...``: the default schedules, shipped logs ignored (what
+    ``python -m benchmarks --untuned`` measures)."""
+    return Untuned()
+
+
 class Trace(DispatchContext):
     """Records every ``(template name, args)`` workload looked up inside it, in call order,
     and falls through to the contexts below (it changes no config)."""
@@ -112,7 +126,8 @@ def get_config():
 
 
 def _current_target() -> str:
-    return str(tl_target.Target("llvm"))
+    """The build target templates are instantiated for (``with tl.target.Target(...)``)."""
+    return str(tl_target.Target.current())
 
 
 class Template:
@@ -175,22 +190,24 @@ def template(name: str, warn_fallback: bool = True):
     return register
 
 
-# Logs consulted when no dispatch context has a record: the log shipped for this machine's
+# Logs consulted when no dispatch context has a record: the log shipped for the target's
 # CPU (package data, ``tensorlang/tuning_logs/<cpu>.jsonl``; records of another target never
 # apply), then any a user adds to EXTRA_LOGS.
 EXTRA_LOGS: list = []
 _SHIPPED: dict = {}
 
 
-@functools.lru_cache(maxsize=1)
-def shipped_log():
-    """The log of tuned records shipped for this machine's CPU, as LLVM names it
-    (``tensorlang/tuning_logs/<cpu>.jsonl``, found through ``importlib.resources`` so that a
-    non-editable install finds it too); the path need not exist. Looked up once: every
-    template call consults it."""
-    from importlib.resources import files
-    from ..codegen.target import Target
-    return files("tensorlang") / "tuning_logs" / f"{Target.parse('llvm').cpu}.jsonl"
+def shipped_log(cpu: str | None = None):
+    """The log of tuned records shipped for ``cpu`` as LLVM names it (default: the current
+    target's), ``tensorlang/tuning_logs/<cpu>.jsonl``, found through ``importlib.resources`` so
+    that a non-editable install finds it too; the path need not exist."""
+    return _shipped_log(cpu or tl_target.Target.current().cpu)
+
+
+@functools.lru_cache(maxsize=None)
+def _shipped_log(cpu: str):
+    from importlib.resources import files            # looked up once per CPU: every
+    return files("tensorlang") / "tuning_logs" / f"{cpu}.jsonl"   # template call consults it
 
 
 def shipped_contexts() -> list:
@@ -203,6 +220,21 @@ def shipped_contexts() -> list:
             _SHIPPED[path] = ApplyHistoryBest(path)
         out.append(_SHIPPED[path])
     return out
+
+
+def applicable_records(target=None) -> list[dict]:
+    """The tuned records that apply with no dispatch context when building for ``target``
+    (default: the current target): per workload, the best record for this target in the log
+    shipped for its CPU, then in EXTRA_LOGS (the first log with one wins, as in dispatch).
+    Each record gains ``"log"``, the file it came from. ``autotune records`` prints them."""
+    from .record import best_by_workload, load_from_file
+    tgt = tl_target.Target(target) if target is not None else tl_target.Target.current()
+    paths = [str(p) for p in (shipped_log(tgt.cpu),) if _is_file(str(p))] + [str(p) for p in EXTRA_LOGS]
+    found: dict = {}
+    for path in paths:
+        for key, rec in best_by_workload(load_from_file(path), str(tgt)).items():
+            found.setdefault(key, {**rec, "log": path})
+    return list(found.values())
 
 
 @functools.lru_cache(maxsize=None)
@@ -258,13 +290,15 @@ class Task:
         self.template = TEMPLATES[name]
         self.workload = workload_key(name, self.args)
         self.target = str(tl_target.Target(target))
-        self.config_space = self.template.space(*self.args)
+        with tl_target.Target(target):
+            self.config_space = self.template.space(*self.args)
         s, tensors = self.instantiate(self.config_space.get(0))
         self.flop = flop_count([t.op for t in tensors if isinstance(t.op, ComputeOp)])
 
     def instantiate(self, config):
-        """``(schedule, tensors)`` of this task under ``config``."""
-        return self.template.instantiate(config, *self.args)
+        """``(schedule, tensors)`` of this task under ``config``, for the task's target."""
+        with tl_target.Target(self.target):
+            return self.template.instantiate(config, *self.args)
 
     def __repr__(self):
         return f"Task({json.dumps(self.workload)}, {len(self.config_space)} configs)"

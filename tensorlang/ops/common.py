@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import dtype as dt
 from .. import te
+from ..codegen.target import CPUInfo, Target
 from ..errors import TensorlangTypeError, TensorlangValueError
 from ..te.expr import get_const_tuple
 
@@ -15,9 +16,29 @@ def check_dims(op: str, **dims) -> None:
             raise TensorlangValueError(f"{op}: {name} must be a positive int, got {v!r}")
 
 
+def cpu() -> "CPUInfo":
+    """What the current build target offers (``tl.target.Target.current().info``): vector
+    width and registers, FMA, cache sizes. Schedules derive their sizes from it."""
+    return Target.current().info
+
+
 def vector_lanes(dtype: str) -> int:
-    """Elements of ``dtype`` in one 512-bit vector register."""
-    return max(1, 512 // dt.bits(dtype))
+    """Elements of ``dtype`` in one vector register of the current target (16 float32 with
+    AVX-512, 8 with AVX2)."""
+    return cpu().lanes(dt.bits(dtype))
+
+
+MAX_ROWS = 8    # broadcast rows of a register tile: more did not pay on AVX-512 (GEMM on
+                # znver4/5 and rocketlake; a 1x1 conv with a fused epilogue spilled at 12)
+
+
+def register_rows(vectors: int, cap: int = MAX_ROWS) -> int:
+    """Rows of a register tile ``rows x vectors`` (rows: the operands broadcast, vectors: the
+    ones loaded) that the target's vector registers hold: ``rows x vectors`` accumulators
+    plus one register per loaded vector and one for the broadcast, at most ``cap``.
+    AVX-512's 32 registers hold 8 x 2 (or up to 14 x 1), AVX2's 16 hold 6 x 2 (BLIS's
+    Haswell kernel) or 14 x 1."""
+    return max(1, min(cap, (cpu().vector_registers - vectors - 1) // vectors))
 
 
 def knob(cfg, name: str, values, default):

@@ -1,9 +1,12 @@
 """2-D convolutions, NCHW layout: ``conv2d_nchw`` (dense) and ``depthwise_conv2d_nchw``
 (one filter per channel, PyTorch's ``groups=C`` with weights of shape ``(C, 1, KH, KW)``).
 
-Each returns ``(schedule, [A, W, *epilogue inputs, O])`` with the fastest schedule found for
-this CPU (AVX-512, 16 float32 lanes). A template is a compute and a schedule: the stages come
-from ``ops.compute`` (``conv2d_pad``, ``conv2d_pack_weights``, ``conv2d_nchw_packed``,
+Each returns ``(schedule, [A, W, *epilogue inputs, O])``: the tuned record for the current
+target if a log has one, else a default whose tile sizes derive from the target
+(``tl.target.Target.current().info``: vector lanes, 16 float32 with AVX-512 and 8 with
+AVX2, and how many register accumulators the vector registers hold, ``register_rows``).
+A template is a compute and a schedule: the stages come from ``ops.compute``
+(``conv2d_pad``, ``conv2d_pack_weights``, ``conv2d_nchw_packed``,
 ``depthwise_conv2d_nchw(phase_split=True)``), and ``schedule_conv2d_nchw`` /
 ``schedule_depthwise_conv2d_nchw`` find the convolution from the outputs by its tag, as
 TOPI's schedules do.
@@ -30,19 +33,24 @@ The dense schedule:
   repacked per call into ``Wpack[f // FB, c, ry, rx, f % FB]`` and the output accumulates in
   ``Oc[n, f // FB, y, x, f % FB]``, computed at a tile of XB output columns x FB channels:
   the reduction loops (input channel, filter row, filter column) are outside the columns
-  (unrolled) and the channels (vectorized), so the XB x FB/16 accumulators stay in vector
-  registers and each reduction step is FB/16 vector loads of weights, XB broadcasts of
-  inputs and XB x FB/16 FMAs, the shape of the GEMM micro-kernel. Rows 32 wide or more
-  (multiples of 8) take 8 columns x 32 channels; narrower rows (28, 14) 14 columns (or
-  another divisor of the width) x 16 channels. Each tile is then copied to NCHW (through
-  the fused epilogue, if any). On planes of at most 64 pixels (ResNet's 7x7) the tile runs
-  over the flattened pixels ``y * OW + x`` instead, so a 7-wide row does not leave half a
-  tile empty. 1x1 kernels on rows narrower than 16 take this schedule too;
-* **1x1 kernels on rows of 16 or more: vectorized over output columns.** A write cache of O at a tile of FB
-  channels x XB columns, the reduction over input channels outside the channels (unrolled)
-  and the columns (vectorized): rows at least 32 wide take 32 columns x 12 channels with the
-  weights repacked into ``Wpack[f // FB, c, 0, 0, f % FB]`` (a step's FB weights share a
-  cache line), narrower rows 16 columns x 16 channels;
+  (unrolled) and the channels (vectorized), so the XB x FB/lanes accumulators stay in
+  vector registers and each reduction step is FB/lanes vector loads of weights, XB
+  broadcasts of inputs and XB x FB/lanes FMAs, the shape of the GEMM micro-kernel. Rows
+  that are a multiple of the two-vector tile's width and at least 4 tiles wide take that
+  tile (AVX-512: 8 columns x 32 channels; AVX2: 6 x 16); other rows (56, 28, 14) one
+  channel vector and a divisor of the width up to 14 columns. Each tile is then copied to
+  NCHW (through the fused epilogue, if any). On planes whose whole FB-channel accumulator
+  fits in a quarter of L1 (ResNet's 7x7) the tile runs over the flattened pixels
+  ``y * OW + x`` instead, so a 7-wide row does not leave half a tile empty. 1x1 kernels
+  on rows narrower than a vector take this schedule too;
+* **1x1 kernels on rows of a vector or more: vectorized over output columns.** A write
+  cache of O at a tile of FB channels x XB columns, the reduction over input channels
+  outside the channels (unrolled) and the columns (vectorized): rows at least two vectors
+  wide take two vectors of columns x as many channels as the registers hold, up to 8
+  (AVX-512: 32 x 8; AVX2: 16 x 6; 12 channels spilled registers once an epilogue was
+  fused: 2.4 vs 0.8 ms for res2's 1x1 + bias + residual + relu on znver4), with the weights repacked into
+  ``Wpack[f // FB, c, 0, 0, f % FB]`` (a step's FB weights share a cache line), narrower
+  rows one vector of columns x up to a vector of channels;
 * the output rows (fused with the batch and, for 3x3, the channel tiles) are split between
   the cores.
 
@@ -50,8 +58,8 @@ Dilation reads the padded input at ``y * S + ry * D``; grouped convolutions take
 schedule (vectorized over columns, each channel's group read as a scalar offset).
 
 The depthwise schedule pads the same way, then splits (batch x channel) planes between the
-cores; within a plane a write cache of 4 rows x 16 columns is accumulated in registers over
-the (unrolled) filter window.
+cores; within a plane a write cache of 4 rows x one vector of columns is accumulated in
+registers over the (unrolled) filter window.
 
 Shapes need not divide the tile sizes: tails are guarded and loop partitioning moves the
 guards out of the main loops.
@@ -65,12 +73,13 @@ from .. import te
 from .. import dtype as dt
 from ..errors import TensorlangValueError
 from . import compute
-from .common import (accumulator, check_dims, check_weights, epilogue_of, find_stage,
-                     fused_output, input_tagged, knob, view_output)
+from .common import (accumulator, check_dims, check_weights, cpu, epilogue_of, find_stage,
+                     fused_output, input_tagged, knob, register_rows, vector_lanes,
+                     view_output)
 from ..schedule import create_schedule
 from ..te.expr import get_const_tuple
 
-LANES = 16          # float32 lanes of a 512-bit vector
+MAX_PIXELS = 14     # columns or pixels of a one-vector register tile
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -97,9 +106,11 @@ def largest_divisor(n: int, lo: int, hi: int) -> int:
 
 
 def vectorize_cols(stage, xi, xb):
-    """Vectorize a loop of ``xb`` iterations 16 lanes at a time (vectors unrolled)."""
-    if xb > LANES:
-        xo, xi = stage.split(xi, factor=LANES)
+    """Vectorize a loop of ``xb`` iterations one vector of the target at a time (vectors
+    unrolled)."""
+    lanes = vector_lanes(stage.op.output(0).dtype)
+    if xb > lanes:
+        xo, xi = stage.split(xi, factor=lanes)
         stage.unroll(xo)
     stage.vectorize(xi)
 
@@ -146,24 +157,45 @@ def conv2d_nchw(N, CI, H, W, CO, KH, KW, stride=1, padding=0, dilation=1, groups
                             weights=check_weights(op, weights))
 
 
-def _channel_vectorized(KH, KW, OW, groups) -> bool:
+def _pixel_flat(KH, KW, stride, padding, dilation, groups) -> bool:
+    """A 1x1 convolution without stride or padding: its output pixels ``y * OW + x`` read
+    the input's pixels in the same order, so tiles may run across rows (module docstring)."""
+    return KH == KW == stride == 1 and padding == 0 and groups == 1
+
+
+def _channel_vectorized(KH, KW, OW, groups, lanes, pixel_flat=False) -> bool:
     """Whether the convolution takes the channel-vectorized schedule (module docstring)."""
-    return groups == 1 and (KH * KW > 1 or OW < LANES)
+    return groups == 1 and (KH * KW > 1 or (OW < lanes and not pixel_flat))
 
 
-def conv2d_nchw_knobs(cfg, CO, KH, KW, OH, OW, groups) -> dict:
-    """The knobs of ``"ops/conv2d_nchw"`` (defaults: the sizes of the module docstring):
-    ``fb`` (channels of a tile), ``xb`` (columns or pixels of a tile), ``flat`` (channel-
-    vectorized only) and whether the weights are packed."""
-    if _channel_vectorized(KH, KW, OW, groups):
-        fb, xb = (2 * LANES, 8) if OW >= 32 and OW % 8 == 0 else (LANES, largest_divisor(OW, 7, 14))
-        return dict(fb=knob(cfg, "fb", [LANES, 2 * LANES], fb),
-                    xb=knob(cfg, "xb", [4, 7, 8, 14, 16], xb),
-                    flat=bool(knob(cfg, "flat", [0, 1], int(OH * OW <= 64))), pack=True)
-    fb, xb = (12, 2 * LANES) if OW >= 2 * LANES else (LANES, LANES)
-    return dict(fb=knob(cfg, "fb", [4, 8, 12, 16], min(fb, CO // groups)),
-                xb=knob(cfg, "xb", [LANES, 2 * LANES], xb), flat=False,
-                pack=OW >= 2 * LANES and groups == 1)
+def conv2d_nchw_knobs(cfg, CI, CO, KH, KW, OH, OW, groups, dtype, pixel_flat=False) -> dict:
+    """The knobs of ``"ops/conv2d_nchw"``, their defaults derived from the target (module
+    docstring): ``fb`` (channels of a tile), ``xb`` (columns or pixels of a tile), ``flat``
+    (whole planes, or pixels across rows) and whether the weights are packed."""
+    lanes = vector_lanes(dtype)
+    if _channel_vectorized(KH, KW, OW, groups, lanes, pixel_flat):
+        cols = register_rows(2)          # a tile of cols x two channel vectors
+        if OW >= 4 * cols and OW % cols == 0:
+            fb, xb = 2 * lanes, cols
+        else:                                      # one channel vector, a divisor of the row
+            fb, xb = lanes, largest_divisor(OW, 7, register_rows(1, MAX_PIXELS))
+        # a whole plane's accumulator (OH * OW x FB) small enough for a quarter of L1
+        flat = OH * OW * fb * dt.bits(dtype) // 8 <= cpu().l1d_bytes // 4
+        return dict(fb=knob(cfg, "fb", [lanes, 2 * lanes], fb),
+                    xb=knob(cfg, "xb", [4, 6, 7, 8, 14, 16], xb),
+                    flat=bool(knob(cfg, "flat", [0, 1], int(flat))), pack=True)
+    wide = (OH * OW if pixel_flat else OW) >= 2 * lanes
+    if wide:                                       # channels x two column vectors
+        fb, xb = register_rows(2), 2 * lanes
+    else:
+        fb, xb = register_rows(1, lanes), lanes
+    k = dict(fb=knob(cfg, "fb", [4, 6, 8, 12, 14, 16], min(fb, CO // groups)),
+             xb=knob(cfg, "xb", [lanes, 2 * lanes], xb), flat=False,
+             pack=OW >= 2 * lanes and groups == 1)
+    if pixel_flat:            # pack the weights only when they are the smaller operand
+        k["flat"] = bool(knob(cfg, "flat", [0, 1], 1))
+        k["pack"] = bool(knob(cfg, "pack_w", [0, 1], int(CO * CI <= CI * OH * OW)))
+    return k
 
 
 @template("ops/conv2d_nchw", warn_fallback=False)
@@ -176,7 +208,8 @@ def _conv2d_template(N, CI, H, W, CO, KH, KW, stride, padding, dtype, dilation, 
     OH, OW = compute.conv2d_output_size(H, W, KH, KW, stride, padding, dilation, op=op)
     epi = epilogue_of(op, epilogue, 1, bias, residual, activation)
     cfg = get_config()
-    k = conv2d_nchw_knobs(cfg, CO, KH, KW, OH, OW, groups)
+    flat_ok = _pixel_flat(KH, KW, stride, padding, dilation, groups)
+    k = conv2d_nchw_knobs(cfg, CI, CO, KH, KW, OH, OW, groups, dtype, flat_ok)
     A = te.placeholder((N, CI, H, W), name="A", dtype=dtype)
     Wt = te.placeholder((CO, CI // groups, KH, KW), name="W", dtype=dtype)
     WP = compute.conv2d_pack_weights(Wt, k["fb"])
@@ -192,7 +225,7 @@ def _conv2d_template(N, CI, H, W, CO, KH, KW, stride, padding, dtype, dilation, 
     def conv(layout, name):
         return compute.conv2d_nchw_packed(A, WP, stride, padding, dilation, groups,
                                           out_channels=CO, layout=layout, name=name)
-    if _channel_vectorized(KH, KW, OW, groups):
+    if _channel_vectorized(KH, KW, OW, groups, vector_lanes(dtype), flat_ok):
         fb = k["fb"]
         if k["flat"]:                        # pixels p = y * OW + x, tiled across rows
             Oc = conv("flat", "Oc")
@@ -201,6 +234,10 @@ def _conv2d_template(N, CI, H, W, CO, KH, KW, stride, padding, dtype, dilation, 
             Oc = conv("blocked", "Oc")
             at = lambda n, f, y, x: Oc[n, f // fb, y, x, f % fb]              # noqa: E731
         s, O, extra = view_output(op, (N, CO, OH, OW), at, epi, known=[A, Wt])
+    elif k["flat"]:                          # pixels p = y * OW + x, tiled across rows
+        Op = conv("NCP", "Op")
+        s, O, extra = view_output(op, (N, CO, OH, OW), lambda n, f, y, x: Op[n, f, y * OW + x],
+                                  epi, known=[A, Wt])
     else:
         s, O, _, extra = fused_output(op, lambda name: conv("NCHW", name), epi, known=[A, Wt])
     schedule_conv2d_nchw(cfg, s, [O])
@@ -219,7 +256,9 @@ def schedule_conv2d_nchw(cfg, s, outs) -> None:
     WP = input_tagged(conv, "conv2d_pack_weights")
     fb, xb = cfg["fb"].val, cfg["xb"].val
     blocked = get_const_tuple(conv.output(0).shape)
-    if len(blocked) == 5 or blocked != get_const_tuple(O.shape):
+    if len(blocked) == 3:                     # NCP: 1x1 pixels across rows
+        _schedule_pixels(s, O, conv.output(0), fb, xb)
+    elif len(blocked) == 5 or blocked != get_const_tuple(O.shape):
         _schedule_channels(s, O, conv.output(0), fb, xb, flat=len(blocked) == 4)
         if P is not None:
             schedule_conv2d_pad(s, P)
@@ -243,8 +282,8 @@ def _schedule_channels(s, O, Oc, fb, xb, flat):
 
     The output is accumulated in ``Oc[n, f // FB, y, x, f % FB]`` (channels innermost,
     weights packed ``Wpack[f // FB, c, ry, rx, f % FB]``), computed at a tile of XB output
-    columns x FB channels; each reduction step is FB/16 vector loads of weights, XB
-    broadcasts of inputs and XB x FB/16 FMAs on register accumulators. The tile is then
+    columns x FB channels; each reduction step is FB/lanes vector loads of weights, XB
+    broadcasts of inputs and XB x FB/lanes FMAs on register accumulators. The tile is then
     copied to O's NCHW layout (through the epilogue, if any). The (channel tile, row) pairs
     are split between the cores, channel tiles outermost: the rows of one channel tile reuse
     its weights from L2 (all of res4's 3x3 weights, 2.3 MB, do not fit).
@@ -271,6 +310,36 @@ def _schedule_channels(s, O, Oc, fb, xb, flat):
         s[Oc].reorder(*s[Oc].op.reduce_axis, pc, fc)
     s[Oc].unroll(pc)
     vectorize_cols(s[Oc], fc, fb)
+
+
+def _schedule_pixels(s, O, Op, fb, xb):
+    """1x1 convolutions without stride or padding: the column schedule over the flattened
+    pixels ``p = y * OW + x`` (``Op``, the ``"NCP"`` accumulator), so a tile of XB pixels
+    runs across rows and a 7-wide plane (ResNet's res5) does not leave half a vector empty:
+    FB channels x XB pixels computed at each tile of O, the reduction outside the channels
+    (unrolled) and the pixels (vectorized; the input is read in place, one contiguous row of
+    pixels per input channel). Whichever operand is larger stays in cache across the other's
+    tiles: with more pixels than channels (res2) the pixel tiles are the outer, parallel
+    loop, each reading its input tile from L1 for every channel tile; otherwise (res4, res5)
+    the channel tiles, each reading its weights once."""
+    n, f, y, x = O.op.axis
+    fo, fi = s[O].split(f, factor=fb)
+    po, pi = s[O].split(s[O].fuse(y, x), factor=xb)
+    _, CO, OH, OW = get_const_tuple(O.shape)
+    if OH * OW > CO:
+        s[O].reorder(n, po, fo, fi, pi)
+        s[O].parallel(s[O].fuse(n, po))
+        at = fo
+    else:
+        s[O].reorder(n, fo, po, fi, pi)
+        s[O].parallel(s[O].fuse(n, fo))
+        at = po
+    vectorize_cols(s[O], pi, xb)
+    s[Op].compute_at(s[O], at)
+    _, fc, pc = s[Op].op.axis
+    s[Op].reorder(*s[Op].op.reduce_axis, fc, pc)
+    s[Op].unroll(fc)
+    vectorize_cols(s[Op], pc, xb)
 
 
 def _schedule_columns(s, O, OL, fb, xb):
@@ -317,7 +386,8 @@ def _depthwise_template(N, C, H, W, KH, KW, stride, padding, dtype, *, bias=Fals
     op = "depthwise_conv2d_nchw"
     cfg = get_config()
     knob(cfg, "yb", [1, 2, 4, 8], 4)
-    knob(cfg, "xb", [LANES // 2, LANES, 2 * LANES], LANES)
+    lanes = vector_lanes(dtype)
+    knob(cfg, "xb", [lanes // 2, lanes, 2 * lanes], lanes)
     A = te.placeholder((N, C, H, W), name="A", dtype=dtype)
     Wt = te.placeholder((C, 1, KH, KW), name="W", dtype=dtype)
     s, O, _, extra = fused_output(

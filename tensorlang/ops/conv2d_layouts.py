@@ -13,12 +13,13 @@ directly, with no layout change of the output:
 
 * **register tile**: the sum is an accumulator stage computed at a tile of XB output
   columns x FB output channels of the output (epilogue) stage. The reduction loops are
-  outside the columns (unrolled) and the channels (vectorized, FB / 16 vectors), so the
-  XB x FB/16 accumulators stay in vector registers; each reduction step is FB/16 vector
-  loads of weights, XB broadcasts of inputs and XB x FB/16 FMAs. The default tile is 14
-  columns (or another divisor of the width in [7, 14]) x 32 channels: 28 of the 32 zmm
-  registers, and 2 FMAs per broadcast (measured on the ResNet-50 layers: 5-15% faster
-  than 8 x 32 or 14 x 16, e.g. 0.49 vs 0.55 ms for res2's 3x3). The epilogue (bias,
+  outside the columns (unrolled) and the channels (vectorized, FB / lanes vectors), so the
+  XB x FB/lanes accumulators stay in vector registers; each reduction step is FB/lanes
+  vector loads of weights, XB broadcasts of inputs and XB x FB/lanes FMAs. The default
+  tile is two channel vectors x the columns the registers hold (``register_rows``), up to
+  14 (or another divisor of the width from 7): with AVX-512, 14 x 32, 28 of the 32 zmm
+  registers and 2 FMAs per broadcast (measured on the ResNet-50 layers on znver5: 5-15%
+  faster than 8 x 32 or 14 x 16, e.g. 0.49 vs 0.55 ms for res2's 3x3); with AVX2, 6 x 16. The epilogue (bias,
   residual, activation) is applied as the tile is written, not in a second pass over
   memory. Inputs are broadcast, so a stride > 1 needs no phase split of the input;
 * **padding**: the zero-padded input is a separate stage computed once, at the root, in
@@ -31,8 +32,9 @@ directly, with no layout change of the output:
   cores, channel tiles outermost: the rows of one tile reuse its weight panel from L2;
 * **NCHWc**: the weights come in panels of oc_block channels
   (``W[fo, c // ic, ry, rx, c % ic, :]``, packed from OIHW inside the kernel or ahead), and the reduction runs (input channel block,
-  ry, rx, channel within the block), so that one step's data is contiguous. With 16-channel
-  blocks a tile spans 2 blocks (knob ``ob``: blocks per tile), FB = ob x oc_block = 32.
+  ry, rx, channel within the block), so that one step's data is contiguous. Blocks default
+  to one vector (16 channels with AVX-512, 8 with AVX2), and a tile spans 2 blocks (knob
+  ``ob``: blocks per tile), FB = ob x oc_block.
   The (batch, tile of channel blocks, row) triples are split between the cores.
 
 The sizes are knobs of the templates ``"ops/conv2d_nhwc"`` (``fb``, ``xb``, ``pack_w``,
@@ -58,8 +60,9 @@ from ..errors import TensorlangValueError
 from ..schedule import create_schedule
 from ..te.expr import get_const_tuple
 from . import compute
-from .common import check_weights, epilogue_of, find_stage, input_tagged, knob, view_output
-from .conv2d import (LANES, check_activation, check_conv2d, largest_divisor,
+from .common import (check_weights, epilogue_of, find_stage, input_tagged, knob, register_rows,
+                     vector_lanes, view_output)
+from .conv2d import (MAX_PIXELS, check_activation, check_conv2d, largest_divisor,
                      schedule_conv2d_pack_weights, vectorize_cols)
 
 
@@ -83,10 +86,11 @@ def _nchwc_epilogue(bias, residual, activation):
 
 
 def _vectorize_channels(stage, extent):
-    """Vectorize the innermost (channel) axis of a copy stage, 16 lanes at a time."""
+    """Vectorize the innermost (channel) axis of a copy stage, a vector at a time."""
     c = stage.op.axis[-1]
-    if extent > LANES:
-        _, c = stage.split(c, factor=LANES)
+    lanes = vector_lanes(stage.op.output(0).dtype)
+    if extent > lanes:
+        _, c = stage.split(c, factor=lanes)
     stage.vectorize(c)
 
 
@@ -135,8 +139,10 @@ def _nhwc_template(N, H, W, CI, CO, KH, KW, stride, padding, dtype, *, bias=Fals
     op = "conv2d_nhwc"
     OH, OW = compute.conv2d_output_size(H, W, KH, KW, stride, padding, op=op)
     cfg = get_config()
-    fb = knob(cfg, "fb", [LANES, 2 * LANES, 4 * LANES], LANES if CO <= LANES else 2 * LANES)
-    knob(cfg, "xb", [4, 6, 7, 8, 12, 14, 16, 28], largest_divisor(OW, 7, 14))
+    lanes = vector_lanes(dtype)
+    fb = knob(cfg, "fb", [lanes, 2 * lanes, 4 * lanes], lanes if CO <= lanes else 2 * lanes)
+    knob(cfg, "xb", [4, 6, 7, 8, 12, 14, 16, 28],
+         largest_divisor(OW, 7, register_rows(fb // lanes, MAX_PIXELS)))
     pack = knob(cfg, "pack_w", [0, 1], 1)
     knob(cfg, "outer", ["channel", "row"], "channel")
 
@@ -188,19 +194,25 @@ def schedule_conv2d_nhwc(cfg, s, outs) -> None:
 _BLOCKS = (1, 2, 4, 8, 16, 32, 64)
 
 
-def nchwc_knobs(cfg, CI, CO, OW, ic_block=None, oc_block=None) -> dict:
-    """The knobs of ``"ops/conv2d_NCHWc"``: the channel blocks ``ic_bn`` / ``oc_bn``
-    (divisors of CI / CO up to 64, default 16 or the largest divisor below it; explicit
-    ``ic_block`` / ``oc_block`` take their place), columns of a tile ``xb`` and output
-    channel blocks of a tile ``ob`` (default: 32 channels)."""
+def nchwc_knobs(cfg, CI, CO, OW, dtype, ic_block=None, oc_block=None) -> dict:
+    """The knobs of ``"ops/conv2d_NCHWc"``, defaults from the target: the channel blocks
+    ``ic_bn`` / ``oc_bn`` (divisors of CI / CO up to 64, default one vector of the target
+    or the largest divisor below it; explicit ``ic_block`` / ``oc_block`` take their
+    place), output channel blocks of a tile ``ob`` (default: two vectors) and columns of a
+    tile ``xb`` (a divisor of the row that the registers hold, ``register_rows``)."""
+    lanes = vector_lanes(dtype)
+
     def block(name, C, given):
         cands = [b for b in _BLOCKS if C % b == 0]
-        v = knob(cfg, name, cands, max(b for b in cands if b <= 16))
+        v = knob(cfg, name, cands, max(b for b in cands if b <= lanes))
         return v if given is None else given
     ic = block("ic_bn", CI, ic_block)
     oc = block("oc_bn", CO, oc_block)
-    return dict(ic=ic, oc=oc, xb=knob(cfg, "xb", [4, 7, 8, 14, 16, 28], largest_divisor(OW, 7, 14)),
-                ob=knob(cfg, "ob", [1, 2, 4], max(1, min(2 * LANES // oc, 4, CO // oc))))
+    ob = knob(cfg, "ob", [1, 2, 4], max(1, min(2 * lanes // oc, 4, CO // oc)))
+    vectors = ob * max(1, oc // lanes)
+    xb = knob(cfg, "xb", [4, 6, 7, 8, 14, 16, 28],
+              largest_divisor(OW, 7, register_rows(vectors, MAX_PIXELS)))
+    return dict(ic=ic, oc=oc, xb=xb, ob=ob)
 
 
 def _check_nchwc(op, N, CI, H, W, CO, KH, KW, stride, padding, ic_block, oc_block):
@@ -258,7 +270,7 @@ def _nchwc_template(N, CI, H, W, CO, KH, KW, stride, padding, dtype, *, ic_block
     op = "conv2d_NCHWc"
     OH, OW = compute.conv2d_output_size(H, W, KH, KW, stride, padding, op=op)
     cfg = get_config()
-    k = nchwc_knobs(cfg, CI, CO, OW, ic_block, oc_block)
+    k = nchwc_knobs(cfg, CI, CO, OW, dtype, ic_block, oc_block)
     ic, oc = k["ic"], k["oc"]
     if layout_only:
         return ic, oc

@@ -1,30 +1,39 @@
 """Matrix products: ``matmul`` (C = A·B) and ``batch_matmul`` (C[b] = A[b]·B[b]).
 
-Each returns ``(schedule, [A, B, C])`` with the fastest schedule found for this CPU. The
-schedule, for ``M >= 8`` (rows of C):
+Each returns ``(schedule, [A, B, C])``: the tuned record for the current target if a log has
+one, else a default schedule whose sizes are derived from the target
+(``tl.target.Target.current().info``: vector width and register count). For rows of C at
+least as many as a register tile has (``mr``):
 
-* **packing**: B is copied into panels ``packedB[n // NB, k, n % NB]`` (NB = 32 columns), so
-  that the micro-kernel reads B contiguously whatever N is (a 4 KiB row stride otherwise
-  maps every row of a tile onto the same L1 sets);
-* **tiling**: C is cut into 32 x NB tiles; the outer row-tile loop is parallel;
+* **packing**: B is copied into panels ``packedB[n // NB, k, n % NB]`` (NB = two vectors:
+  32 float32 columns with AVX-512, 16 with AVX2), so that the micro-kernel reads B
+  contiguously whatever N is (a 4 KiB row stride otherwise maps every row of a tile onto
+  the same L1 sets);
+* **tiling**: C is cut into MB x NB tiles (MB = 4 register tiles); the outer row-tile loop
+  is parallel;
 * **register blocking**: a write cache of the tile is computed at the tile; within it, a
-  block of MR rows x NB columns (8 x 32 float32 = 16 zmm registers) is accumulated over the
-  whole reduction: the k loop is outside the MR rows (unrolled) and the NB columns
-  (vectorized), so each k step is MR broadcasts of A and MR x NB/16 FMAs on registers, with
-  no load or store of the accumulators;
-* the reduction is unrolled by 4 to give LLVM independent work to interleave.
+  block of MR rows x NB columns is accumulated over the reduction, MR the most rows whose
+  accumulators, B loads and A broadcast fit the vector registers (``register_rows``:
+  8 x 2 zmm of AVX-512's 32, 6 x 2 ymm of AVX2's 16, BLIS's Haswell tile): the k loop is
+  outside the MR rows (unrolled) and the NB columns (vectorized), so each k step is MR
+  broadcasts of A and MR x NB/lanes FMAs on registers, with no load or store of the
+  accumulators;
+* the reduction is unrolled by 4 to give LLVM independent work to interleave; it can be
+  blocked (knob ``kc``) so that a KC x NB piece of the panel stays in L1 across the tile's
+  register blocks. Off by default: on Zen 4 blocking did not pay at the benchmark's shapes
+  (the panel streams from L2 fast enough); tuning finds it where it does.
 
-For skinny products (``M < 8``, e.g. a matrix-vector product) packing B would cost as much
-as the product itself: B is read in place, row by row in chunks of 1024 columns, with the
-chunks split between the cores (see ``_skinny``).
+For skinny products (fewer rows than a register tile, e.g. a matrix-vector product)
+packing B would cost as much as the product itself: B is read in place, row by row in
+chunks of 1024 columns, with the chunks split between the cores (see ``_skinny``).
 
 Shapes need not divide the tile sizes: tails are guarded and loop partitioning moves the
 guards out of the main loops.
 
 Both operators are ``autotune`` templates (``"ops/matmul"``, ``"ops/batch_matmul"``): the
-sizes above are knobs (``nb``, ``mb``, ``mr``, ``ku``; ``chunk`` and ``ku`` when M < 8)
-whose defaults are the values given here, so without a tuned record the schedule is this
-one, and with ``autotune.apply_history_best(log)`` the log's best record applies.
+sizes above are knobs (``nb``, ``mb``, ``mr``, ``kc``, ``ku``; ``chunk`` and ``ku`` when
+skinny) whose defaults are the values given here, so without a tuned record the schedule
+is this one, and with ``autotune.apply_history_best(log)`` the log's best record applies.
 """
 
 from __future__ import annotations
@@ -36,12 +45,12 @@ from .. import dtype as dt
 from ..schedule import create_schedule
 from ..te.expr import get_const_tuple
 from .common import (accumulator, check_dims, check_weights, epilogue_of, fused_output,
-                     input_tagged, knob, vector_lanes)
+                     input_tagged, knob, register_rows, vector_lanes)
 from .compute import linalg
 
-TILE_M = 32       # rows of a C tile (the parallel loop runs over M / TILE_M tiles)
+ROW_BLOCKS = 4      # register tiles per C tile: mb = 4 x mr rows (the parallel loop runs over M / mb)
 K_UNROLL = 4
-SKINNY_CHUNK = 1024   # columns of C per parallel iteration when M < 8
+SKINNY_CHUNK = 1024   # columns of C per parallel iteration when M < mr
 
 
 
@@ -108,14 +117,19 @@ def _dense_template(M, N, K, dtype, *, epilogue=None, weights="inline"):
     return _gemm((), M, N, K, dtype, transpose_b=True, epilogue=epilogue, weights=weights)
 
 
-def gemm_knobs(cfg, M: int, N: int, dtype: str) -> dict:
-    """The GEMM knobs (defaults: the sizes of the module docstring): panel width ``nb``,
-    row tile ``mb``, register rows ``mr``, reduction unroll ``ku``."""
+def gemm_knobs(cfg, M: int, N: int, K: int, dtype: str) -> dict:
+    """The GEMM knobs, their defaults derived from the target (module docstring): panel
+    width ``nb``, row tile ``mb``, register rows ``mr``, reduction block ``kc`` (0: the
+    whole reduction) and unroll ``ku``."""
     lanes = vector_lanes(dtype)
+    nb = _panel_width(N, lanes)
+    mr = register_rows(nb // lanes)
+    kc = 0
     return dict(
-        nb=knob(cfg, "nb", [lanes, 2 * lanes, 4 * lanes], _panel_width(N, lanes)),
-        mb=knob(cfg, "mb", [8, 16, 32, 64], min(TILE_M, M)),
-        mr=knob(cfg, "mr", [1, 2, 4, 8], 8 if dt.bits(dtype) <= 32 else 4),  # MR x NB: 16 registers
+        nb=knob(cfg, "nb", [lanes, 2 * lanes, 4 * lanes], nb),
+        mb=knob(cfg, "mb", [8, 16, 24, 32, 48, 64], min(ROW_BLOCKS * mr, M)),
+        mr=knob(cfg, "mr", [1, 2, 4, 6, 8, 12], mr),
+        kc=knob(cfg, "kc", [0, 64, 128, 256, 512], kc),
         ku=knob(cfg, "ku", [1, 2, 4, 8], K_UNROLL))
 
 
@@ -126,13 +140,14 @@ def _gemm(batch: tuple, M: int, N: int, K: int, dtype: str, transpose_b: bool = 
     cfg = get_config()
     A = te.placeholder((*batch, M, K), name="A", dtype=dtype)
     B = te.placeholder((*batch, N, K) if transpose_b else (*batch, K, N), name="B", dtype=dtype)
-    if M < 8 and not transpose_b and epilogue is None and weights == "inline":
+    skinny = M < register_rows(2)        # fewer rows than a register tile
+    if skinny and not transpose_b and epilogue is None and weights == "inline":
         lanes = vector_lanes(dtype)
         chunk = knob(cfg, "chunk", [256, 512, 1024, 2048], SKINNY_CHUNK)
         ku = knob(cfg, "ku", [1, 2, 4, 8], K_UNROLL)
         C = linalg.batch_matmul(A, B) if batch else linalg.matmul(A, B)
         return _skinny(C, lanes, chunk, ku), [A, B, C]
-    PB = linalg.pack_panels(B, gemm_knobs(cfg, M, N, dtype)["nb"], transpose_b)
+    PB = linalg.pack_panels(B, gemm_knobs(cfg, M, N, K, dtype)["nb"], transpose_b)
     if weights == "pack":
         s = create_schedule(PB.op)
         _schedule_pack(s, PB)
@@ -158,7 +173,7 @@ def schedule_gemm(cfg, s, outs) -> None:
     the output) is computed at each tile of the output stage (the product or its
     epilogue's final stage); the packing stage (tag ``"pack_panels"``), if the kernel packs,
     runs in parallel over panels."""
-    k = {name: cfg[name].val for name in ("nb", "mb", "mr", "ku")}
+    k = {name: cfg[name].val for name in ("nb", "mb", "mr", "kc", "ku")}
     out, CC, product = accumulator(s, outs, "matmul")
     *b, m, n = out.op.axis
     mo, no, mi, ni = s[out].tile(m, n, k["mb"], k["nb"])
@@ -168,8 +183,10 @@ def schedule_gemm(cfg, s, outs) -> None:
     *_, mc, nc = s[CC].op.axis
     kk, = s[CC].op.reduce_axis
     mco, mci = s[CC].split(mc, factor=k["mr"])
+    if k["kc"]:
+        kb, kk = s[CC].split(kk, factor=k["kc"])
     ko, ki = s[CC].split(kk, factor=k["ku"])
-    s[CC].reorder(mco, ko, ki, mci, nc)
+    s[CC].reorder(*([kb] if k["kc"] else []), mco, ko, ki, mci, nc)
     s[CC].vectorize(nc)
     s[CC].unroll(mci)
     s[CC].unroll(ki)
@@ -179,7 +196,7 @@ def schedule_gemm(cfg, s, outs) -> None:
 
 
 def _skinny(C, lanes, chunk, ku):
-    """Fewer than 8 rows: no packing. Column chunks of up to 1024 (split between the cores)
+    """Fewer rows than a register tile: no packing. Column chunks of up to 1024 (split between the cores)
     accumulate in a write cache over the reduction, k outside the chunk's vectors: every k
     step reads one contiguous 4 KiB piece of a row of B. (Register-sized chunks of 64
     columns would read B in 256-byte pieces 16 KiB apart, one TLB page each: 1.7x slower

@@ -442,17 +442,24 @@ class Module:
 
     def export_library(self, path: str, cc: str = "cc") -> None:
         """Write a shared library (the JIT's own object code, linked by the system ``cc``)
-        that ``tl.load_module`` loads in any process."""
+        that ``tl.load_module`` loads in any process. The library carries its own copy of
+        the thread pool (``threadpool.object_code``, hidden symbols), so that it needs no
+        runtime library; ``tl.load_module`` routes its parallel loops to the process's pool."""
         if self._object is None:
             raise TensorlangIOError("export_library: this module was loaded from a library; copy the file instead")
         out = os.path.abspath(path)
         if not os.path.isdir(os.path.dirname(out)):
             raise TensorlangIOError(f"export_library: folder {os.path.dirname(out)!r} does not exist")
+        from .threadpool import object_code
         with tempfile.TemporaryDirectory() as tmp:
             o = os.path.join(tmp, "kernels.o")
+            pool = os.path.join(tmp, "threadpool.o")
             with open(o, "wb") as f:
                 f.write(self._object)
-            r = subprocess.run([cc, "-shared", "-o", out, o, "-lgomp", "-lm"], capture_output=True, text=True)
+            with open(pool, "wb") as f:
+                f.write(object_code())
+            r = subprocess.run([cc, "-shared", "-pthread", "-o", out, o, pool, "-lm"],
+                               capture_output=True, text=True)
             if r.returncode != 0:
                 raise TensorlangIOError(f"export_library: linking with {cc} failed:\n{r.stderr}")
 
@@ -464,12 +471,14 @@ def load_module(path: str) -> Module:
     if not os.path.isfile(path):
         raise TensorlangIOError(f"load_module: {path!r} is not a tensorlang library (not a file)")
     from ..codegen.target import init_llvm
-    init_llvm()   # loads libgomp into the process
+    from .threadpool import attach
+    init_llvm()   # the math libraries the kernels call
     try:
         lib = ctypes.CDLL(os.path.abspath(path))
         get_meta = lib.tensorlang_metadata
     except (OSError, AttributeError) as e:
         raise TensorlangIOError(f"load_module: {path!r} is not a tensorlang library ({e})") from None
+    attach(lib)   # its parallel loops run on this process's thread pool
     get_meta.restype = ctypes.c_char_p
     meta = json.loads(get_meta().decode())
     if "kernels" not in meta:

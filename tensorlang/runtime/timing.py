@@ -3,7 +3,7 @@ system sees the same machine state), reported as medians with their spread.
 
 Before each system's calls the machine is left idle for ``settle`` seconds. Multi-threaded
 runtimes keep their worker threads spinning for a while after a call (OpenBLAS's and
-libgomp's both do); without the pause, the next system runs while the previous one's
+OpenMP's do; ours polls for 300 us, yielding); without the pause, the next system runs while the previous one's
 threads still occupy the cores, and on this 2-core machine each looks up to 3x slower
 than it is.
 """

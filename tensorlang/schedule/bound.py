@@ -203,7 +203,7 @@ def _region(st: Stage, full: tuple, readers: list, bodies: dict, b: Bounds, exte
             if not (isinstance(n, TensorLoad) and c.schedule.stage_of(n.tensor) is st):
                 continue
             for d, i in enumerate(n.indices):
-                r = _bounded(substitute(i, values), env_of)
+                r = _bounded(simplify(substitute(i, values)), env_of)
                 if r is None:
                     unknown.add(d)            # a loop with an unbounded extent, or no rule
                     continue

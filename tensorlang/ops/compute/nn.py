@@ -387,9 +387,10 @@ def conv2d_nchw_packed(X, W, stride=1, padding=0, dilation=1, groups=1, *, out_c
     padded by ``conv2d_pad`` (phase split for a column stride > 1), the weights OIHW or
     packed by ``conv2d_pack_weights`` (``(ceil(CO / fb), C // groups, KH, KW, fb)``; then
     ``out_channels`` is CO, default all the panels' channels), and the output in ``layout``:
-    ``"NCHW"`` (N, CO, OH, OW); ``"blocked"`` (N, ceil(CO / fb), OH, OW, fb), channel
-    ``fo * fb + fi``; ``"flat"`` (N, ceil(CO / fb), OH * OW, fb), pixel ``y * OW + x``. The
-    blocked layouts need packed weights and hold zeros past CO."""
+    ``"NCHW"`` (N, CO, OH, OW); ``"NCP"`` (N, CO, OH * OW), pixel ``p = y * OW + x``;
+    ``"blocked"`` (N, ceil(CO / fb), OH, OW, fb), channel ``fo * fb + fi``; ``"flat"``
+    (N, ceil(CO / fb), OH * OW, fb). The blocked layouts need packed weights and hold zeros
+    past CO."""
     op = "conv2d_nchw"
     N, C, H, Wd = _tensor(op, "X", X, 4, "(N, C, H, W)")
     packed, wshape = _packed_weights(op, W, 4, out_channels, "(CO, C // groups, KH, KW)")
@@ -402,10 +403,10 @@ def conv2d_nchw_packed(X, W, stride=1, padding=0, dilation=1, groups=1, *, out_c
         raise TensorlangValueError(f"{op}: groups={groups} must divide X's {C} channels and "
                                    f"{CO} output channels, and W have C // groups = "
                                    f"{C // groups} input channels per group (it has {CIg})")
-    if layout not in ("NCHW", "blocked", "flat"):
-        raise TensorlangValueError(f"{op}: layout must be 'NCHW', 'blocked' or 'flat', got "
-                                   f"{layout!r}")
-    if layout != "NCHW" and fb is None:
+    if layout not in ("NCHW", "NCP", "blocked", "flat"):
+        raise TensorlangValueError(f"{op}: layout must be 'NCHW', 'NCP', 'blocked' or 'flat', "
+                                   f"got {layout!r}")
+    if layout in ("blocked", "flat") and fb is None:
         raise TensorlangValueError(f"{op}: the {layout} layout needs packed weights")
     OH, OW = _out_size(op, H, Wd, (KH, KW), (Sh, Sw), P, (Dh, Dw))
     read = _nchw_reader(conv2d_pad(X, P, (Sh, Sw), "NCHW"), Sw)
@@ -427,6 +428,10 @@ def conv2d_nchw_packed(X, W, stride=1, padding=0, dilation=1, groups=1, *, out_c
         weight = lambda f, c, i, j: W[f // fb, c, i, j, f % fb]            # noqa: E731
     cog = CO // groups
     ch = (lambda f: rc) if groups == 1 else (lambda f: f // cog * CIg + rc)
+    if layout == "NCP":
+        return te.compute((N, CO, OH * OW), lambda n, f, p: te.sum(
+            read(n, ch(f), p // OW * Sh + ry * Dh, rx * Dw, p % OW) * weight(f, rc, ry, rx),
+            axis=red), name=name, tag=op)
     return te.compute((N, CO, OH, OW), lambda n, f, y, x: te.sum(
         read(n, ch(f), y * Sh + ry * Dh, rx * Dw, x) * weight(f, rc, ry, rx), axis=red),
         name=name, tag=op)
