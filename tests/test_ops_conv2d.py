@@ -263,10 +263,11 @@ def test_conv2d_epilogue_reuses_the_tuned_config():
     import autotune
     wl = (1, 16, 10, 36, 40, 3, 3, 1, 1, "float32", 1, 1)
     space = autotune.TEMPLATES["ops/conv2d_nchw"].space(*wl)
-    other = 32 if space.fallback()["fb"].val == 16 else 16            # not the default
+    other = next(e.val for e in space.knobs["fb"].entities
+                 if e.val != space.fallback()["fb"].val)                # not the default
     cfg = next(c for c in (space.get(i) for i in range(len(space))) if c["fb"].val == other)
     records = [dict(version=1, workload=["ops/conv2d_nchw", list(wl)],
-                    target=str(tl.target.Target("llvm")), config=cfg.to_json(),
+                    target=str(tl.target.Target.current()), config=cfg.to_json(),
                     result=dict(costs=[1e-3], error=None))]
     with autotune.apply_history_best(records):
         s, args = conv2d_nchw(1, 16, 10, 36, 40, 3, 3, padding=1, bias=True, activation="relu")

@@ -302,21 +302,23 @@ def test_prepacked_weights_every_few_configs(rng, layout):
 
 def test_nchwc_layout_follows_the_tuned_record(tmp_path):
     """The NCHWc blocks are knobs: a record of the logical convolution's workload decides
-    them, and conv2d_NCHWc_layout tells the caller (the default: 16 where it divides)."""
+    them, and conv2d_NCHWc_layout tells the caller (the default: one vector of the target,
+    where it divides)."""
     from tensorlang.dispatch import record
     from autotune.measure import MeasureResult
     wl = [1, 32, 10, 20, 48, 3, 3, 1, 1]
-    assert tl.ops.conv2d_NCHWc_layout(*wl) == (16, 16)
+    lanes = tl.target.Target.current().info.lanes(32)
+    assert tl.ops.conv2d_NCHWc_layout(*wl) == (lanes, lanes)
     assert tl.ops.conv2d_NCHWc_layout(1, 3, 10, 20, 24, 3, 3) == (1, 8)
     task = autotune.create_task("ops/conv2d_NCHWc", [*wl, "float32"])
     cfg = task.config_space.from_json({**task.config_space.fallback().to_json(),
-                                       "ic_bn": 8, "oc_bn": 8})
+                                       "ic_bn": 4, "oc_bn": 8})
     log = tmp_path / "nchwc.jsonl"
     record.append(log, record.make_record(task, cfg, MeasureResult([1e-6])))
     with autotune.apply_history_best(log):
-        assert tl.ops.conv2d_NCHWc_layout(*wl) == (8, 8)
+        assert tl.ops.conv2d_NCHWc_layout(*wl) == (4, 8)
         s, args = conv2d_NCHWc(*wl)
-    assert tuple(int(d.value) for d in args[0].shape) == (1, 4, 10, 20, 8)
+    assert tuple(int(d.value) for d in args[0].shape) == (1, 8, 10, 20, 4)
     assert tuple(int(d.value) for d in args[-1].shape) == (1, 6, 10, 20, 8)
 
 

@@ -7,26 +7,28 @@ import pytest
 import tensorlang as tl
 
 
-def _vector_kernel(n, fn, lanes=16):
+def _vector_kernel(n, fn, lanes=16, target=None):
     X = tl.placeholder((n,), name="X")
     Y = tl.compute((n,), lambda i: fn(X[i]), name="Y")
     s = tl.create_schedule(Y.op)
     s[Y].vectorize(s[Y].split(Y.op.axis[0], factor=lanes)[1])
-    return tl.build(s, [X, Y], bounds_check=True)
+    return tl.build(s, [X, Y], bounds_check=True, target=target)
+
 
 
 def _ulps(a, b):
     return np.abs(a.view(np.int32).astype(np.int64) - b.view(np.int32).astype(np.int64))
 
 
+@pytest.mark.parametrize("target", ["llvm", "llvm -mcpu=haswell"])   # vscalefps / exponent bits
 @pytest.mark.parametrize("lanes", [4, 8, 16])
-def test_vector_exp_within_one_ulp_of_numpy(lanes):
+def test_vector_exp_within_one_ulp_of_numpy(lanes, target):
     rng = np.random.default_rng(lanes)
     n = 1 << 16
     x = np.concatenate([rng.uniform(-110, 95, n // 2), rng.uniform(-1, 1, n // 4),
                         rng.standard_normal(n // 4) * 10]).astype(np.float32)
     y = np.full_like(x, np.nan)
-    _vector_kernel(n, tl.exp, lanes)(x, y)
+    _vector_kernel(n, tl.exp, lanes, target)(x, y)
     with np.errstate(over="ignore"):
         ref = np.exp(x.astype(np.float64)).astype(np.float32)
     assert _ulps(y, ref).max() <= 1            # includes denormal, 0 and inf results
@@ -53,11 +55,16 @@ def test_vector_sigmoid_uses_the_vector_exp():
     assert "expf" not in f.get_source("asm")
 
 
-def test_vectorized_exp_calls_no_libm():
-    f = _vector_kernel(64, tl.exp)
+@pytest.mark.parametrize("target,ldexp", [("llvm -mcpu=skylake-avx512", True),
+                                          ("llvm -mcpu=haswell", False)])
+def test_vectorized_exp_calls_no_libm(target, ldexp):
+    """AVX-512 scales by 2**n with vscalefps (llvm.ldexp); AVX2, where llvm.ldexp would be a
+    libm call per lane, with exponent bits. Neither calls expf or ldexpf."""
+    f = _vector_kernel(64, tl.exp, target=target)
     ll = f.get_source("ll_raw")
-    assert "llvm.ldexp.v16f32.v16i32" in ll and "llvm.exp." not in ll
-    assert "expf" not in f.get_source("asm")
+    assert ("llvm.ldexp.v16f32.v16i32" in ll) == ldexp and "llvm.exp." not in ll
+    asm = f.get_source("asm")
+    assert "expf" not in asm and ("vscalefps" in asm) == ldexp
 
 
 def test_vector_tanh_within_one_ulp_and_odd():

@@ -20,6 +20,7 @@ import contextvars
 import ctypes
 import ctypes.util
 import functools
+import os
 import shlex
 import subprocess
 import sys
@@ -80,7 +81,8 @@ class Target:
 
     @staticmethod
     def current() -> "Target":
-        """The innermost ``with Target(...)`` target, else the host (``"llvm"``)."""
+        """The innermost ``with Target(...)`` target, else the host (``"llvm"``, or the
+        environment variable ``TENSORLANG_TARGET`` when it is set)."""
         stack = _CURRENT.get()
         return stack[-1] if stack else _HOST
 
@@ -161,7 +163,9 @@ class Target:
                                        if not pic else "default", jit=not pic)
 
 
-_HOST = Target()
+# the target outside any ``with``: the host, or ``$TENSORLANG_TARGET`` (e.g. "llvm
+# -mcpu=haswell", to build and test another CPU's code on this one)
+_HOST = Target.parse(os.environ.get("TENSORLANG_TARGET") or "llvm")
 
 
 @functools.cache

@@ -283,13 +283,14 @@ def _children(e):
 class Task:
     """A template applied to fixed arguments: its workload key, space and flop count."""
 
-    def __init__(self, name: str, args, target: str = "llvm"):
+    def __init__(self, name: str, args, target=None):
         if name not in TEMPLATES:
             raise SpaceError(f"no template named {name!r}; registered: {sorted(TEMPLATES)}")
         self.name, self.args = name, list(args)
         self.template = TEMPLATES[name]
         self.workload = workload_key(name, self.args)
-        self.target = str(tl_target.Target(target))
+        self.target = str(tl_target.Target(target) if target is not None
+                          else tl_target.Target.current())
         with tl_target.Target(target):
             self.config_space = self.template.space(*self.args)
         s, tensors = self.instantiate(self.config_space.get(0))
@@ -304,5 +305,6 @@ class Task:
         return f"Task({json.dumps(self.workload)}, {len(self.config_space)} configs)"
 
 
-def create_task(name: str, args, target: str = "llvm") -> Task:
+def create_task(name: str, args, target=None) -> Task:
+    """A Task for ``target`` (default: the current target, ``tl.target.Target.current()``)."""
     return Task(name, args, target)
