@@ -50,8 +50,17 @@ def test_features_switched_off_change_the_info():
 
 
 def test_host_caches_come_from_sysfs():
-    info = HOST.info
-    assert info.l1d_bytes >= 16 * 1024 and info.l2_bytes >= info.l1d_bytes
+    """Checked against glibc's own answer (``getconf``), an independent reading of the host."""
+    import shutil
+    import subprocess
+    if not shutil.which("getconf"):
+        pytest.skip("no getconf on this host")
+    l1d, l2 = (int(subprocess.run(["getconf", n], capture_output=True, text=True).stdout or 0)
+               for n in ("LEVEL1_DCACHE_SIZE", "LEVEL2_CACHE_SIZE"))
+    if l1d <= 0 or l2 <= 0:
+        pytest.skip("glibc reports no cache sizes on this host")
+    info = tl.target.Target("llvm").info
+    assert (info.l1d_bytes, info.l2_bytes) == (l1d, l2)
 
 
 def test_a_bad_target_is_a_clear_error():

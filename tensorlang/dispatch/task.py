@@ -210,11 +210,17 @@ def _shipped_log(cpu: str):
     return files("tensorlang") / "tuning_logs" / f"{cpu}.jsonl"   # template call consults it
 
 
+def _log_paths(cpu: str | None = None) -> list:
+    """The log shipped for ``cpu`` (default: the current target's), when it exists, then
+    EXTRA_LOGS: the logs consulted below every dispatch context, in that order."""
+    shipped = str(shipped_log(cpu))
+    return ([shipped] if _is_file(shipped) else []) + [str(p) for p in EXTRA_LOGS]
+
+
 def shipped_contexts() -> list:
     """The dispatch contexts of the shipped log (when it exists) and of EXTRA_LOGS."""
-    paths = [str(p) for p in (shipped_log(),) if _is_file(str(p))] + [str(p) for p in EXTRA_LOGS]
     out = []
-    for path in paths:
+    for path in _log_paths():
         if path not in _SHIPPED:
             from .record import ApplyHistoryBest
             _SHIPPED[path] = ApplyHistoryBest(path)
@@ -229,9 +235,8 @@ def applicable_records(target=None) -> list[dict]:
     Each record gains ``"log"``, the file it came from. ``autotune records`` prints them."""
     from .record import best_by_workload, load_from_file
     tgt = tl_target.Target(target) if target is not None else tl_target.Target.current()
-    paths = [str(p) for p in (shipped_log(tgt.cpu),) if _is_file(str(p))] + [str(p) for p in EXTRA_LOGS]
     found: dict = {}
-    for path in paths:
+    for path in _log_paths(tgt.cpu):
         for key, rec in best_by_workload(load_from_file(path), str(tgt)).items():
             found.setdefault(key, {**rec, "log": path})
     return list(found.values())

@@ -117,19 +117,18 @@ def _dense_template(M, N, K, dtype, *, epilogue=None, weights="inline"):
     return _gemm((), M, N, K, dtype, transpose_b=True, epilogue=epilogue, weights=weights)
 
 
-def gemm_knobs(cfg, M: int, N: int, K: int, dtype: str) -> dict:
+def gemm_knobs(cfg, M: int, N: int, dtype: str) -> dict:
     """The GEMM knobs, their defaults derived from the target (module docstring): panel
     width ``nb``, row tile ``mb``, register rows ``mr``, reduction block ``kc`` (0: the
     whole reduction) and unroll ``ku``."""
     lanes = vector_lanes(dtype)
     nb = _panel_width(N, lanes)
     mr = register_rows(nb // lanes)
-    kc = 0
     return dict(
         nb=knob(cfg, "nb", [lanes, 2 * lanes, 4 * lanes], nb),
         mb=knob(cfg, "mb", [8, 16, 24, 32, 48, 64], min(ROW_BLOCKS * mr, M)),
         mr=knob(cfg, "mr", [1, 2, 4, 6, 8, 12], mr),
-        kc=knob(cfg, "kc", [0, 64, 128, 256, 512], kc),
+        kc=knob(cfg, "kc", [0, 64, 128, 256, 512], 0),      # off by default (docstring)
         ku=knob(cfg, "ku", [1, 2, 4, 8], K_UNROLL))
 
 
@@ -147,7 +146,7 @@ def _gemm(batch: tuple, M: int, N: int, K: int, dtype: str, transpose_b: bool = 
         ku = knob(cfg, "ku", [1, 2, 4, 8], K_UNROLL)
         C = linalg.batch_matmul(A, B) if batch else linalg.matmul(A, B)
         return _skinny(C, lanes, chunk, ku), [A, B, C]
-    PB = linalg.pack_panels(B, gemm_knobs(cfg, M, N, K, dtype)["nb"], transpose_b)
+    PB = linalg.pack_panels(B, gemm_knobs(cfg, M, N, dtype)["nb"], transpose_b)
     if weights == "pack":
         s = create_schedule(PB.op)
         _schedule_pack(s, PB)
