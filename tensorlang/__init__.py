@@ -7,6 +7,7 @@ machine code through LLVM. The names mirror TVM's classic ``te`` API.
 
 from . import arith, codegen, nd, runtime, schedule, target, te, testing, tir  # noqa: F401
 from . import dispatch, ops  # noqa: F401,E402  (after the core: ops registers its templates)
+from . import graph  # noqa: F401,E402  (the graph level, over the operator library)
 from .driver import build, lower, lower_trace
 from .errors import (ArgumentError, BoundsError, IRVerifyError, LoweringError, ScheduleError,
                      TensorlangError, TensorlangTypeError, TensorlangValueError)

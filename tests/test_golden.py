@@ -125,3 +125,48 @@ def test_golden_ir(case, update_golden):
             pytest.fail(f"golden file {path} was missing and has been written; review and commit it")
     with open(path) as f:
         assert text == f.read(), f"IR of {case.__name__} changed; run `make golden` if intended"
+
+
+# --------------------------------------------------------------------------- graph IR
+
+def graph_conv_block():
+    """A conv block as the graph level prints it: conv -> batch_norm -> relu -> conv ->
+    + residual -> relu -> max pool."""
+    import numpy as np
+    import tensorlang.graph as G
+    rng = np.random.default_rng(0)
+
+    def c(name, *shape):
+        return G.const(rng.uniform(0.5, 1.5, shape).astype(np.float32), name)
+    x = G.var("x", (1, 8, 14, 14))
+    y = G.op.conv2d(x, c("w1", 16, 8, 3, 3), padding=1)
+    y = G.op.relu(G.op.batch_norm(y, c("gamma", 16), c("beta", 16), c("mean", 16), c("var", 16)))
+    z = G.op.relu(G.op.conv2d(y, c("w2", 16, 16, 3, 3), padding=1) + y)
+    return G.Module([x], G.op.max_pool2d(z, kernel=2))
+
+
+def graph_conv_block_opt3():
+    """The block after ``G.optimize(mod, opt_level=3)``: batch_norm folded into the first
+    conv, both convs NCHW8c with their epilogues fused, layout transforms at the ends."""
+    import tensorlang.graph as G
+    return G.optimize(graph_conv_block(), opt_level=3)
+
+
+GRAPH_CASES = [graph_conv_block, graph_conv_block_opt3]
+
+
+@pytest.mark.parametrize("case", GRAPH_CASES, ids=[c.__name__ for c in GRAPH_CASES])
+def test_golden_graph_ir(case, update_golden):
+    # a fixed target (the layouts AlterOpLayout picks follow its vector width) and no tuning
+    # records; the memory plan's note is left out (its numbers are the planner's own tests')
+    with tl.target.Target("llvm -mcpu=haswell"), tl.dispatch.untuned():
+        text = "\n".join(line for line in str(case()).splitlines()
+                         if not line.startswith("# memory_plan")) + "\n"
+    path = os.path.join(GOLDEN, f"{case.__name__}.txt")
+    if update_golden or not os.path.exists(path):
+        with open(path, "w") as f:
+            f.write(text)
+        if not update_golden:
+            pytest.fail(f"golden file {path} was missing and has been written; review and commit it")
+    with open(path) as f:
+        assert text == f.read(), f"graph IR of {case.__name__} changed; run `make golden` if intended"

@@ -419,6 +419,8 @@ class FnGen:
             d = self.emit(f"fadd {fm}{self.const(1.0, ty)}, {ex.ref}", ty)
             return self.emit(f"fdiv {fm}{self.const(1.0, ty)}, {d.ref}", ty)
         if e.name == "erf":
+            if dt.element(ty) == "float32" and dt.lanes(ty) > 1:
+                return vecmath.erf_f32(self, x)
             if dt.element(ty) == "float16":      # no half erf in libm: compute in float32
                 return self.cast(self.libm("erff", self.cast(x, "float32")), ty)
             return self.libm("erf" if dt.element(ty) == "float64" else "erff", x)

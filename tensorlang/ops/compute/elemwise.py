@@ -273,3 +273,52 @@ def cast(X, dtype):
     except TensorlangTypeError as e:
         raise TensorlangTypeError(f"cast: dtype: {e}") from None
     return _unary("cast", lambda x: x.astype(dtype), X)
+
+
+def rsqrt(X):
+    """1 / sqrt(x)."""
+    return _unary("rsqrt", te.rsqrt, X, float_only=True)
+
+
+def erf(X):
+    """The error function."""
+    return _unary("erf", te.erf, X, float_only=True)
+
+
+# --------------------------------------------------------------------------- comparisons
+
+COMPARISONS = {"equal": lambda a, b: a == b, "not_equal": lambda a, b: a != b,
+               "less": lambda a, b: a < b, "less_equal": lambda a, b: a <= b,
+               "greater": lambda a, b: a > b, "greater_equal": lambda a, b: a >= b}
+
+
+def compare(op: str, A, B):
+    """``op`` (a key of ``COMPARISONS``) of A and B, broadcast as the binary operators; the
+    result is a bool tensor."""
+    if op not in COMPARISONS:
+        raise TensorlangValueError(f"compare: op must be one of {list(COMPARISONS)}, got {op!r}")
+    return _binary(op, COMPARISONS[op], A, B)
+
+
+def where(cond, A, B):
+    """A where ``cond`` (a bool tensor) is true, else B; the three broadcast together and A
+    and B (tensors or numbers) give the dtype."""
+    check_tensor("where", cond, "cond")
+    if cond.dtype != "bool":
+        raise TensorlangTypeError(f"where: cond must be a bool tensor, got {cond.dtype}")
+    sc = const_shape("where", cond, "cond")
+    sa = const_shape("where", A, "A") if isinstance(A, te.Tensor) else ()
+    sb = const_shape("where", B, "B") if isinstance(B, te.Tensor) else ()
+    shape = broadcast_shape("where", broadcast_shape("where", sc, sa), sb)
+    if isinstance(A, te.Tensor) and isinstance(B, te.Tensor) and A.dtype != B.dtype:
+        raise TensorlangTypeError(f"where: A and B must have the same dtype, got {A.dtype} "
+                                  f"and {B.dtype}")
+    dtype = A.dtype if isinstance(A, te.Tensor) else B.dtype if isinstance(B, te.Tensor) \
+        else "float32"
+    lc = _broadcast_load(cond, sc, len(shape))
+    la = _broadcast_load(A, sa, len(shape)) if isinstance(A, te.Tensor) \
+        else (lambda idx: te.const(_number("where", A, "A"), dtype))
+    lb = _broadcast_load(B, sb, len(shape)) if isinstance(B, te.Tensor) \
+        else (lambda idx: te.const(_number("where", B, "B"), dtype))
+    return te.compute(shape, lambda *i: te.if_then_else(lc(i), la(i), lb(i)), name="T_where",
+                      tag="broadcast")

@@ -233,3 +233,41 @@ def squeeze(X, axis=None):
         it = iter(idx)
         return X[tuple(0 if d in gone else next(it) for d in range(len(shape)))]
     return te.compute(out_shape, body, name="T_squeeze", tag="injective")
+
+
+def strided_slice(X, begin, end, strides=None):
+    """X[begin[d]:end[d]:strides[d]] on every axis (numpy's basic slicing with positive
+    strides; ends are clamped, negative begin/end count from the end)."""
+    op = "strided_slice"
+    shape = const_shape(op, X)
+    n = len(shape)
+    strides = tuple(strides) if strides is not None else (1,) * n
+    if not (len(begin) == len(end) == len(strides) == n):
+        raise TensorlangValueError(f"{op}: begin, end and strides need one entry per axis of "
+                                   f"X's shape {shape}, got {begin}, {end}, {strides}")
+    starts, out = [], []
+    for d, (b, e, s) in enumerate(zip(begin, end, strides)):
+        if s < 1:
+            raise TensorlangValueError(f"{op}: strides must be positive, got {s} on axis {d}")
+        b, e, _ = slice(b, e, s).indices(shape[d])
+        starts.append(b)
+        out.append(max(0, -(-(e - b) // s)))
+    if 0 in out:
+        raise TensorlangValueError(f"{op}: the slice of X's shape {shape} from {begin} to "
+                                   f"{end} is empty")
+    return te.compute(tuple(out), lambda *i: X[tuple(b + s * x for b, s, x in
+                                                      zip(starts, strides, i))],
+                      name="T_strided_slice", tag="injective")
+
+
+def broadcast_to(X, shape):
+    """X broadcast to ``shape`` (numpy's rules)."""
+    op = "broadcast_to"
+    src = const_shape(op, X)
+    shape = tuple(_int(op, d, "a dimension of shape") for d in shape)
+    lead = len(shape) - len(src)
+    if lead < 0 or any(s not in (1, t) for s, t in zip(src, shape[lead:])):
+        raise TensorlangValueError(f"{op}: X's shape {src} does not broadcast to {shape}")
+    return te.compute(shape, lambda *i: X[tuple(0 if s == 1 else x
+                                                for s, x in zip(src, i[lead:]))],
+                      name="T_broadcast_to", tag="broadcast")
