@@ -1,5 +1,10 @@
 """python -m benchmarks [--quick] [--only TEXT] [--target TARGET] [--untuned] [--threads N]
 [--rounds R] [--out DIR] [--no-torch] [--compile/--no-compile]
+python -m benchmarks --models [resnet50,mobilenet_v2,bert,gpt2] [--rounds R] [--tiny]
+
+``--models`` runs the end-to-end PyTorch models of ``benchmarks/models.py`` (Hugging Face
+networks with random weights: eager, torch.compile, ONNX Runtime and tensorlang's two front
+ends) instead of the operator suite; see that module for its options.
 
 Runs every workload of ``benchmarks/workloads.py`` with tensorlang next to numpy (always)
 and PyTorch eager and ``torch.compile`` (when torch is installed: ``pip install -e
@@ -37,6 +42,9 @@ from .workloads import WORKLOADS, shipped_keys
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a == "--models" or a.startswith("--models=") for a in argv):
+        return _models(argv)
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="correctness only, no timing")
     ap.add_argument("--only", action="append", default=[], metavar="TEXT",
@@ -109,6 +117,17 @@ def main(argv=None) -> int:
     print(f"wrote {args.out / 'results.json'}" + ("" if args.quick else
                                                    f" and {args.out / 'ratios.png'}"))
     return 1 if any(runner.OURS in r.errors for r in results) else 0
+
+
+def _models(argv) -> int:
+    """``--models [NAMES]``: the end-to-end PyTorch models (``benchmarks/models.py``) instead
+    of the operator suite; a bare ``--models`` means all of them."""
+    from . import models
+    argv = list(argv)
+    i = argv.index("--models") if "--models" in argv else None
+    if i is not None and (i + 1 == len(argv) or argv[i + 1].startswith("--")):
+        del argv[i]                                  # bare flag: the default list
+    return models.main(argv)
 
 
 if __name__ == "__main__":

@@ -132,7 +132,8 @@ class CompiledModule:
 
     def _run(self, arrays, timed=None):
         in_ptrs = [a.ctypes.data for a in arrays]
-        outs = [np.empty(o.shape, o.dtype) for o in self.outputs if o.ref[0] == "out"]
+        slot = {o.ref[1]: o for o in reversed(self.outputs) if o.ref[0] == "out"}
+        outs = [np.empty(slot[k].shape, slot[k].dtype) for k in range(len(slot))]  # one per slot
         out_ptrs = [o.ctypes.data for o in outs]
         for n, (call, fixed, slots) in enumerate(self._calls):
             args = list(fixed)

@@ -200,6 +200,8 @@ def take(X, indices, axis=None):
     def body(*idx):
         lo = 0 if axis is None else axis
         at = te.binary("min", te.binary("max", indices[idx[lo:lo + len(ishape)]], 0), n - 1)
+        if n - 1 <= _INT32_MAX and indices.dtype != "int32":
+            at = at.astype("int32")       # clamped into [0, n): the other indices are int32
         if axis is None:
             return X[_unravel(at, shape)]
         return X[idx[:axis] + (at,) + idx[axis + len(ishape):]]
