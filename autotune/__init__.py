@@ -19,12 +19,13 @@ from tensorlang.dispatch import (TEMPLATES, ApplyConfig, ConfigEntity, ConfigSpa
                                  Task, applicable_records, apply_history_best, create_task,
                                  get_config, template)
 from .tuner import GATuner, GridSearchTuner, RandomTuner, Tuner
+from .extract import extract_tasks
 
 __all__ = ["ApplyConfig", "BuildResult", "ConfigEntity", "ConfigSpace", "ErrorClass",
            "GATuner", "GridSearchTuner", "LocalBuilder", "LocalRunner", "MeasureResult",
            "RandomTuner", "RayRunner", "SpaceError", "TEMPLATES", "Task", "Tuner", "XGBTuner",
            "applicable_records", "apply_history_best",
-           "callback", "create_task", "get_config", "load_job", "measure_option", "record", "run_job",
+           "callback", "create_task", "extract_tasks", "get_config", "load_job", "measure_option", "record", "run_job",
            "template"]
 
 

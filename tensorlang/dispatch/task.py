@@ -98,14 +98,24 @@ def untuned() -> Untuned:
 
 class Trace(DispatchContext):
     """Records every ``(template name, args)`` workload looked up inside it, in call order,
-    and falls through to the contexts below (it changes no config)."""
+    and falls through to the contexts below (it changes no config). ``sources`` says, for
+    each, where its config came from: ``"log"`` (an applied log), ``"shipped"`` (the log
+    shipped for the CPU), ``"config"`` (a fixed config) or ``"default"``."""
 
     def __init__(self):
         self.workloads: list = []
+        self.sources: list = []
 
     def query(self, target, workload):
         self.workloads.append(workload)
         return None
+
+
+def _report(workload, source: str) -> None:
+    """Tell the traces in the stack where ``workload``'s config came from."""
+    for ctx in _stack():
+        if isinstance(ctx, Trace):
+            ctx.sources.append((workload, source))
 
 
 def trace() -> Trace:
@@ -149,7 +159,8 @@ class Template:
         workload = workload_key(self.name, args)
         target = _current_target()
         space = None
-        for ctx in [*reversed(_stack()), *shipped_contexts()]:
+        shipped = shipped_contexts()
+        for ctx in [*reversed(_stack()), *shipped]:
             cfg = ctx.query(target, workload)
             if isinstance(cfg, dict):            # knob values from a log: check them
                 space = space or self.space(*args)
@@ -160,7 +171,11 @@ class Template:
                                   stacklevel=2)
                     cfg = None
             if cfg is not None:
+                _report(workload, "shipped" if ctx in shipped else
+                        "config" if isinstance(ctx, ApplyConfig) else
+                        "default" if isinstance(ctx, Untuned) else "log")
                 return self.instantiate(cfg, *args, **fused)
+        _report(workload, "default")
         key = json.dumps(workload)
         if self.warn_fallback and key not in _warned:
             _warned.add(key)

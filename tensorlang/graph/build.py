@@ -119,7 +119,8 @@ def build(mod: Module, opt_level: int | None = None, target=None,
             else:
                 raise AssertionError(f"build: no place for {a}")
         refs[n] = ("out", out_slot[n]) if n in out_slot else ("arena", plan.offsets[n])
-        steps.append(Step(g.name, arg_refs + [refs[n]], n.op.name, g.ops, g.template))
+        steps.append(Step(g.name, arg_refs + [refs[n]], n.op.name, g.ops, g.template,
+                          g.dispatch))
 
     for o in flat_outputs:
         ref = const_ref(o) if isinstance(o, Constant) else refs[o]

@@ -60,6 +60,7 @@ class Step:
     group: str                # the fused group it runs
     ops: list                 # the group's op names
     template: str | None      # the tuned template used, if any
+    dispatch: tuple | None = None   # (workload, "log" | "shipped" | "default"), when built here
 
 
 @dataclass
@@ -106,6 +107,17 @@ class CompiledModule:
     def kernel_count(self) -> int:
         """Kernel calls per run."""
         return len(self.steps)
+
+    def dispatch_report(self) -> dict:
+        """Kernel calls per config source: ``{"log": n, "shipped": n, "default": n,
+        "untemplated": n}``: which kernels used tuned records (an applied
+        ``apply_history_best`` log, the log shipped for this CPU) and which their template's
+        defaults (as built; a loaded module does not know)."""
+        out: dict = {}
+        for st in self.steps:
+            key = st.dispatch[1] if st.dispatch else "untemplated"
+            out[key] = out.get(key, 0) + 1
+        return out
 
     def _address(self, ref, in_ptrs, out_ptrs):
         kind, v = ref

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import te
+from ..dispatch import trace
 from ..ops import schedule_injective
 from ..schedule import create_schedule
 from .ir import Call, Constant, Var, post_order
@@ -40,6 +41,7 @@ class LoweredGroup:
     ops: list               # the op names of the group, in order
     template: str | None    # the anchor's op when a tuned template was used
     pack: tuple | None = None   # (schedule, [W, Wpacked], call arg index) to pack a weight
+    dispatch: tuple | None = None   # (workload, where its config came from) of the template
 
 
 def kernel_view(shape: tuple, out_shape: tuple, kshape: tuple):
@@ -99,6 +101,16 @@ def _compose(nodes, env: dict, placeholder):
 
 
 def lower_group(call: Call, name: str) -> LoweredGroup:
+    """The kernel of the fused call ``call``; a templated one records its workload and
+    where its config came from (an applied log, the shipped log, the default)."""
+    with trace() as t:
+        g = _lower(call, name)
+    if g.template is not None and t.sources:
+        g.dispatch = t.sources[-1]           # the kernel's own (last) template call
+    return g
+
+
+def _lower(call: Call, name: str) -> LoweredGroup:
     fn = call.op
     nodes = _body(fn)
     param_index = {p: i for i, p in enumerate(fn.params)}
