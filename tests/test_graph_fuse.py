@@ -5,7 +5,7 @@ import pytest
 
 from tensorlang import graph as G
 from tensorlang.graph.ir import Call, Function
-from tensorlang.graph.lower import kernel_view
+from tensorlang.graph.transform.fuse_ops import kernel_view
 
 
 def groups(mod):

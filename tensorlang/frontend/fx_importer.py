@@ -41,6 +41,9 @@ if torch is not None:
               torch.bool: "bool", torch.int16: "int16"}
 
 
+TORCH_DTYPES = {v: k for k, v in DTYPES.items()}
+
+
 def dtype_of(t) -> str:
     if t not in DTYPES:
         raise UnsupportedOpError(f"dtype {t} is not supported (supported: "
@@ -49,7 +52,7 @@ def dtype_of(t) -> str:
 
 
 def torch_dtype(d: str):
-    return {v: k for k, v in DTYPES.items()}[d]
+    return TORCH_DTYPES[d]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -754,12 +757,6 @@ def _const_eval(node, args, kwargs):
             return tuple(wrap(x) for x in v)
         return v
     return wrap(out)
-
-
-def _has(v, cls) -> bool:
-    if isinstance(v, (list, tuple)):
-        return any(_has(x, cls) for x in v)
-    return isinstance(v, cls)
 
 
 def import_graph(gm, constants: dict | None = None, names: dict | None = None) -> Imported:

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import itertools
 import time
 import warnings
 
 import numpy as np
 
+from ..dispatch import apply_history_best
 from ..errors import TensorlangError
 from .fx_importer import UnsupportedOpError, decompositions, import_graph, is_supported
 
@@ -64,24 +66,21 @@ class CompiledPart:
         return tuple((a.shape, a.dtype, (id(a), a._version) if i in self.static else None)
                      if isinstance(a, torch.Tensor) else a for i, a in enumerate(args))
 
-    def _build(self, args):
+    def _build(self, args, sig):
         import torch
         from .. import graph as G
         t0 = time.perf_counter()
         constants = {p.name: a for i, (p, a) in enumerate(zip(self.placeholders, args))
                      if i in self.static and isinstance(a, torch.Tensor)}
         for p, a in zip(self.placeholders, args):          # real shapes and sizes
-            p.meta["val"] = a if isinstance(a, torch.Tensor) else a
+            p.meta["val"] = a
         imported = import_graph(self.gm, constants)
-        ctx = contextlib.ExitStack()
-        if self.opts["tuning_log"]:
-            from ..dispatch import apply_history_best
-            ctx.enter_context(apply_history_best(self.opts["tuning_log"]))
-        with ctx:
+        log = self.opts["tuning_log"]
+        with apply_history_best(log) if log else contextlib.nullcontext():
             lib = G.build(imported.module, opt_level=self.opts["opt_level"], name=self.name)
         index = {p: i for i, p in enumerate(self.placeholders)}
         entry = (lib, [index[p] for p in imported.inputs], imported.outputs)
-        self.builds.append((self._signature(args), time.perf_counter() - t0))
+        self.builds.append((sig, time.perf_counter() - t0))
         return entry
 
     def __call__(self, *args):
@@ -89,7 +88,7 @@ class CompiledPart:
         sig = self._signature(args)
         entry = self.cache.get(sig)
         if entry is None:
-            entry = self.cache[sig] = self._build(args)
+            entry = self.cache[sig] = self._build(args, sig)
         lib, inputs, outputs = entry
         arrays = [np.from_dlpack(args[i].detach()) for i in inputs]
         res = lib(*arrays)
@@ -161,7 +160,7 @@ def _single_output(gm) -> bool:
     return not isinstance(out.args[0], (list, tuple))
 
 
-def _static_indices(n_inputs: int) -> set:
+def _static_indices() -> set:
     import torch
     ctx = torch._guards.TracingContext.try_get()
     if ctx is None or ctx.fw_metadata is None:
@@ -176,13 +175,12 @@ def torch_backend(gm, example_inputs, options=None, **_):
     from torch._dynamo.backends.common import aot_autograd
     from torch._functorch.aot_autograd import make_boxed_func
     opts = _options(options)
-    count = iter(range(1_000_000))
+    count = itertools.count()
 
     def compiler(kind, lift_params):
         def compile_fn(g, inputs):
-            static = _static_indices(len(inputs)) if lift_params else set()
-            fn = compile_graph(g, static, opts, f"{kind}{next(count)}")
-            return make_boxed_func(lambda *args: fn(*args))
+            static = _static_indices() if lift_params else set()
+            return make_boxed_func(compile_graph(g, static, opts, f"{kind}{next(count)}"))
         return compile_fn
     return aot_autograd(fw_compiler=compiler("forward", False),
                         bw_compiler=compiler("backward", False),

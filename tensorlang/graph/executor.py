@@ -129,7 +129,10 @@ class CompiledModule:
 
     def _prepare(self):
         """Per step: the kernel's unchecked entry, its fixed pointers, and the slots filled
-        per call (inputs and outputs)."""
+        per call (inputs and outputs); the shape and dtype of each output array (one per
+        stored result: a node returned twice has one)."""
+        slot = {o.ref[1]: o for o in self.outputs if o.ref[0] == "out"}
+        self._out_slots = [(slot[k].shape, slot[k].dtype) for k in range(len(slot))]
         self._calls = []
         for st in self.steps:
             kernel = self.code[st.kernel]
@@ -144,8 +147,7 @@ class CompiledModule:
 
     def _run(self, arrays, timed=None):
         in_ptrs = [a.ctypes.data for a in arrays]
-        slot = {o.ref[1]: o for o in reversed(self.outputs) if o.ref[0] == "out"}
-        outs = [np.empty(slot[k].shape, slot[k].dtype) for k in range(len(slot))]  # one per slot
+        outs = [np.empty(shape, dtype) for shape, dtype in self._out_slots]
         out_ptrs = [o.ctypes.data for o in outs]
         for n, (call, fixed, slots) in enumerate(self._calls):
             args = list(fixed)

@@ -29,7 +29,7 @@ from ..schedule import create_schedule
 from .ir import Call, Constant, Var, post_order
 from .op.registry import OPS, Pattern
 from ..te.expr import get_const_tuple
-from .transform.fuse_ops import pattern_of
+from .transform.fuse_ops import kernel_view, pattern_of
 
 
 @dataclass
@@ -42,33 +42,6 @@ class LoweredGroup:
     template: str | None    # the anchor's op when a tuned template was used
     pack: tuple | None = None   # (schedule, [W, Wpacked], call arg index) to pack a weight
     dispatch: tuple | None = None   # (workload, where its config came from) of the template
-
-
-def kernel_view(shape: tuple, out_shape: tuple, kshape: tuple):
-    """The shape an epilogue operand of ``shape`` (broadcastable to the group's output
-    ``out_shape``) takes in a kernel whose output has ``kshape``, the same elements with
-    dimensions merged (dense over (1, 128, 768) computes a (128, 768) matrix; a batched
-    matmul merges the batch dimensions). Each merged dimension of the operand must be
-    either full or broadcast (all ones); None when it is neither. A 0-d operand becomes
-    all ones (one broadcast element)."""
-    s = (1,) * (len(out_shape) - len(shape)) + tuple(shape)
-    dims = [(o, d == o) for o, d in zip(out_shape, s) if o != 1]     # (size, full?)
-    out = []
-    for k in reversed(kshape):
-        if k == 1:
-            out.append(1)
-            continue
-        prod, kinds = 1, set()
-        while prod < k:
-            if not dims:
-                return None
-            o, full = dims.pop()
-            prod *= o
-            kinds.add(full)
-        if prod != k or len(kinds) != 1:
-            return None
-        out.append(k if kinds.pop() else 1)
-    return None if dims else tuple(reversed(out))
 
 
 def _body(fn) -> list:

@@ -93,28 +93,39 @@ def path_nodes(src, dst, users: dict) -> list | None:
     return out
 
 
-def rows_view(shape: tuple, out_shape: tuple):
-    """The shape a tensor of ``shape`` takes next to an output viewed as rows
-    ``(prod(out_shape[:-1]), out_shape[-1])``: full rows, a row vector, or a column; None
-    when it is none of these."""
+def kernel_view(shape: tuple, out_shape: tuple, kshape: tuple):
+    """The shape an epilogue operand of ``shape`` (broadcastable to the group's output
+    ``out_shape``) takes in a kernel whose output has ``kshape``, the same elements with
+    dimensions merged (dense over (1, 128, 768) computes a (128, 768) matrix; a batched
+    matmul merges the batch dimensions). Each merged dimension of the operand must be
+    either full or broadcast (all ones); None when it is neither. A 0-d operand becomes
+    all ones (one broadcast element)."""
+    s = (1,) * (len(out_shape) - len(shape)) + tuple(shape)
+    dims = [(o, d == o) for o, d in zip(out_shape, s) if o != 1]     # (size, full?)
+    out = []
+    for k in reversed(kshape):
+        if k == 1:
+            out.append(1)
+            continue
+        prod, kinds = 1, set()
+        while prod < k:
+            if not dims:
+                return None
+            o, full = dims.pop()
+            prod *= o
+            kinds.add(full)
+        if prod != k or len(kinds) != 1:
+            return None
+        out.append(k if kinds.pop() else 1)
+    return None if dims else tuple(reversed(out))
+
+
+def rows_shape(shape: tuple) -> tuple:
+    """The (rows, columns) matrix a template that sees rows makes of an output ``shape``."""
     rows = 1
-    for d in out_shape[:-1]:
+    for d in shape[:-1]:
         rows *= d
-    if shape == ():
-        return ()
-    lead = shape[:-1]
-    n = 1
-    for d in lead:
-        n *= d
-    last = shape[-1]
-    if last not in (1, out_shape[-1]):
-        return None
-    if all(d == 1 for d in lead):
-        return (last,)
-    padded = (1,) * (len(out_shape) - len(shape)) + tuple(shape)
-    if n == rows and padded[:-1] == tuple(out_shape[:-1]):
-        return (rows, last)
-    return None
+    return (rows, shape[-1])
 
 
 def _epilogue_ok(anchor: Call, node, group_nodes: set) -> bool:
@@ -123,8 +134,10 @@ def _epilogue_ok(anchor: Call, node, group_nodes: set) -> bool:
     if pattern_of(node) > Pattern.BROADCAST or node.shape != anchor.shape:
         return False
     if OPS[anchor.op].kernel.rows:     # the kernel sees matrices: no axis or shape attributes
-        return not any(k in ("axis", "shape") for k in node.attrs) and all(a in group_nodes or rows_view(a.shape, anchor.shape) is not None
-                   for a in node.args)
+        rows = rows_shape(anchor.shape)
+        return not any(k in ("axis", "shape") for k in node.attrs) and all(
+            a in group_nodes or kernel_view(a.shape, anchor.shape, rows) is not None
+            for a in node.args)
     return True
 
 
