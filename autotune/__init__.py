@@ -9,6 +9,10 @@ record. The names follow AutoTVM's.
                                  callbacks=[autotune.callback.log_to_file("tuning_logs/mm.jsonl")])
     with autotune.apply_history_best("tuning_logs/mm.jsonl"):
         s, args = matmul(512, 512, 512, "float32")
+
+Whole models: ``tasks = autotune.extract_tasks(graph_module)`` (weights: kernel calls per
+run), then ``autotune.tune_tasks(tasks, n_trial, log)`` (one budget over all the tasks, the
+task scheduler of ``scheduler.py``), or a job file with ``[[model]]`` tables.
 """
 
 from tensorlang.dispatch import record, space, task  # noqa: F401  (the dispatch core)
@@ -20,13 +24,14 @@ from tensorlang.dispatch import (TEMPLATES, ApplyConfig, ConfigEntity, ConfigSpa
                                  get_config, template)
 from .tuner import GATuner, GridSearchTuner, RandomTuner, Tuner
 from .extract import extract_tasks
+from .scheduler import TaskScheduler, tune_tasks
 
 __all__ = ["ApplyConfig", "BuildResult", "ConfigEntity", "ConfigSpace", "ErrorClass",
            "GATuner", "GridSearchTuner", "LocalBuilder", "LocalRunner", "MeasureResult",
            "RandomTuner", "RayRunner", "SpaceError", "TEMPLATES", "Task", "Tuner", "XGBTuner",
            "applicable_records", "apply_history_best",
            "callback", "create_task", "extract_tasks", "get_config", "load_job", "measure_option", "record", "run_job",
-           "template"]
+           "TaskScheduler", "template", "tune_tasks"]
 
 
 def __getattr__(name):              # xgboost and ray are imported only when asked for

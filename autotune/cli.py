@@ -4,8 +4,12 @@
                                        run a tuning job (embedded Ray cluster by default)
     autotune show LOG                  a table per workload: trials, errors by class, best
                                        GFLOPS and config (works on a log still being written)
-    autotune best LOG -o OUT           keep the best record per workload (atomic rewrite)
-    autotune plot LOG... -o curve.png  best GFLOPS against trials
+    autotune best LOG... -o OUT [--beyond BASE]
+                                       keep the best record per workload of the logs (atomic
+                                       rewrite; OUT may be one of them: a merge); --beyond:
+                                       only those BASE lacks or has slower
+    autotune plot LOG... -o curve.png  best GFLOPS against trials; for a model's summary
+                                       (X.<model>.json) its end-to-end latency estimate
     autotune validate LOG -m MODULE    rebuild each workload's best record (templates from
                                        MODULE) and check it against the untuned schedule
     autotune records [--target T]      the tuned records that apply on this host (or T)
@@ -102,8 +106,9 @@ def main(argv=None) -> int:
     p = sub.add_parser("show", help="summarise a log")
     p.add_argument("log")
     p = sub.add_parser("best", help="keep the best record per workload")
-    p.add_argument("log")
+    p.add_argument("logs", nargs="+")
     p.add_argument("-o", "--output", required=True)
+    p.add_argument("--beyond", help="keep only records this log lacks or has slower")
     p = sub.add_parser("plot", help="best GFLOPS against trials (PNG)")
     p.add_argument("logs", nargs="+")
     p.add_argument("-o", "--output", required=True)
@@ -134,7 +139,7 @@ def main(argv=None) -> int:
         elif args.cmd == "show":
             print(show(args.log))
         elif args.cmd == "best":
-            n = record.pick_best(args.log, args.output)
+            n = record.pick_best(args.logs, args.output, beyond=args.beyond)
             print(f"kept {n} record(s) in {args.output}")
         elif args.cmd == "records":
             print(records(args.target))
@@ -143,7 +148,11 @@ def main(argv=None) -> int:
             tune_library(args.jobs, args.output, resume=args.resume, fresh=args.fresh,
                          address=args.address, progress=not args.no_progress)
         elif args.cmd == "plot":
-            callback.plot_curve(args.logs, args.output)
+            models = [p for p in args.logs if p.endswith(".json")]
+            if models and len(models) < len(args.logs):
+                raise TensorlangError("autotune plot: give either logs (.jsonl) or model "
+                                      "summaries (.json), not both")
+            (callback.plot_model if models else callback.plot_curve)(args.logs, args.output)
             print(f"wrote {args.output}")
         else:
             return 0 if validate(args.log, args.module) else 1

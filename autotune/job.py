@@ -16,17 +16,31 @@
     tuner = "xgb"             # xgb | ga | random | grid (default xgb)
     early_stopping = 32       # optional; seed = 0 by default
 
-``load_job`` checks everything before any work starts and raises ``JobError`` naming the
+    [[model]]                 # one table per model: all its tasks share one budget
+    name = "resnet50"
+    entry = "benchmarks.models:job_model"   # module:function returning (model, inputs)
+    args = ["resnet50"]       # optional: the function's arguments
+    trials = 2000             # the model's total budget (task scheduler: scheduler.py)
+    tuner = "auto"            # auto (grid for small spaces, else xgb) | xgb | ga | random | grid
+    early_stopping = 200      # optional, per task; opt_level = 3, round_trials = 8, seed = 0,
+                              # fixed_layout = true (see scheduler.py)
+
+A job needs at least one ``[[task]]`` or ``[[model]]``. ``load_job`` checks everything before any work starts and raises ``JobError`` naming the
 file and the key: unknown keys, missing or ill-typed values, unimportable modules, unknown
-templates, arguments the template rejects. ``run_job`` keeps every measurement slot of the
+templates, arguments the template rejects, model entries that do not resolve. ``run_job`` keeps every measurement slot of the
 cluster busy across the tasks (a finished measurement frees a slot for whichever task is
 next in turn), streams each result into its tuner and into the log as it arrives (the log
 is written by this process only, one flushed line per record), and with ``resume=True``
-continues from the log without measuring anything twice.
+continues from the log without measuring anything twice. A model is loaded, its tasks
+extracted (``extract_tasks``) and its latency measured before any tuning; its tasks are
+then tuned by the task scheduler (resuming from whatever the log already holds), and
+after the cluster has shut down its latency is measured again under the log; the figures
+and the tasks go to its summary file (``model.summary_path``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import sys
@@ -39,14 +53,19 @@ from tensorlang.errors import TensorlangError
 
 from tensorlang.dispatch import TEMPLATES, Task, record
 
+from .scheduler import TUNERS as MODEL_TUNERS, TaskScheduler
+
 TUNERS = ("xgb", "ga", "random", "grid")
-_TOP = {"modules", "log", "measure", "ray", "task"}
+_TOP = {"modules", "log", "measure", "ray", "task", "model"}
 _MEASURE = {"number": int, "repeat": int, "min_repeat_ms": (int, float), "timeout": (int, float),
             "build_timeout": (int, float)}
 _RAY = {"address": str, "cpus_per_measurement": (int, float), "num_workers": int,
         "resources": dict, "cpu_model": str}
 _TASK = {"template": str, "args": list, "trials": int, "tuner": str, "early_stopping": int,
          "seed": int}
+_MODEL = {"name": str, "entry": str, "args": list, "trials": int, "tuner": str,
+          "early_stopping": int, "seed": int, "opt_level": int, "round_trials": int,
+          "fixed_layout": bool}
 
 
 class JobError(TensorlangError):
@@ -65,6 +84,20 @@ class TaskSpec:
 
 
 @dataclass
+class ModelSpec:
+    name: str
+    entry: str
+    trials: int
+    args: list = field(default_factory=list)
+    tuner: str = "auto"
+    early_stopping: int | None = None
+    seed: int = 0
+    opt_level: int = 3
+    round_trials: int = 8
+    fixed_layout: bool = True
+
+
+@dataclass
 class Job:
     path: str
     modules: list
@@ -72,6 +105,7 @@ class Job:
     tasks: list
     measure: dict = field(default_factory=dict)
     ray: dict = field(default_factory=dict)
+    models: list = field(default_factory=list)
 
 
 def _check_table(path, where, table, schema):
@@ -82,7 +116,8 @@ def _check_table(path, where, table, schema):
             raise JobError(f"{path}: unknown key {where + '.' if where else ''}{key!r}; "
                            f"expected one of {sorted(schema)}")
         typ = schema[key]
-        if typ is not None and (not isinstance(value, typ) or isinstance(value, bool)):
+        if typ is not None and (not isinstance(value, typ)
+                                or (isinstance(value, bool) and typ is not bool)):
             raise JobError(f"{path}: {where + '.' if where else ''}{key} = {value!r} has the "
                            f"wrong type")
 
@@ -112,9 +147,9 @@ def load_job(path) -> Job:
             importlib.import_module(m)
         except Exception as e:                          # noqa: BLE001 - reported with the key
             raise JobError(f"{path}: modules: cannot import {m!r}: {type(e).__name__}: {e}") from None
-    tasks = data.get("task")
-    if not isinstance(tasks, list) or not tasks:
-        raise JobError(f"{path}: at least one [[task]] table is required")
+    tasks, models = data.get("task", []), data.get("model", [])
+    if not isinstance(tasks, list) or not isinstance(models, list) or not (tasks or models):
+        raise JobError(f"{path}: at least one [[task]] or [[model]] table is required")
     specs = []
     for n, t in enumerate(tasks):
         where = f"task[{n}]"
@@ -136,7 +171,27 @@ def load_job(path) -> Job:
             raise JobError(f"{path}: {where}.args {spec.args!r}: the template rejects them: "
                            f"{type(e).__name__}: {e}") from None
         specs.append(spec)
-    return Job(path, modules, data["log"], specs, measure, ray_opts)
+    return Job(path, modules, data["log"], specs, measure, ray_opts,
+               [_model_spec(path, n, m) for n, m in enumerate(models)])
+
+
+def _model_spec(path, n, m) -> ModelSpec:
+    from .model import ModelError, resolve
+    where = f"model[{n}]"
+    _check_table(path, where, m, _MODEL)
+    for key in ("name", "entry", "trials"):
+        if key not in m:
+            raise JobError(f"{path}: {where}.{key} is required")
+    if m.get("tuner", "auto") not in MODEL_TUNERS:
+        raise JobError(f"{path}: {where}.tuner must be one of {list(MODEL_TUNERS)}, got {m['tuner']!r}")
+    for key in ("trials", "round_trials"):
+        if m.get(key, 1) < 1:
+            raise JobError(f"{path}: {where}.{key} must be at least 1")
+    try:
+        resolve(m["entry"])
+    except ModelError as e:
+        raise JobError(f"{path}: {where}.{e}") from None
+    return ModelSpec(**m)
 
 
 def _tuner(spec: TaskSpec):
@@ -165,9 +220,10 @@ def measurement_threads(job: Job) -> int:
 
 def run_job(job: Job | str, address: str | None = None, resume: bool = False,
             progress: bool = True, runner=None) -> list[dict]:
-    """Tune every task of ``job``; returns one summary dict per task. The runner
-    (``make_runner(job, address)`` unless given) is closed on the way out: an embedded Ray
-    cluster is shut down and its processes have exited when this returns."""
+    """Tune every task and model of ``job``; returns one summary dict per task and per
+    model. The runner (``make_runner(job, address)`` unless given) is closed before the
+    models are timed after tuning: an embedded Ray cluster is shut down and its processes
+    have exited by then."""
     if not isinstance(job, Job):
         job = load_job(job)
     log = Path(job.log)
@@ -175,7 +231,72 @@ def run_job(job: Job | str, address: str | None = None, resume: bool = False,
         raise JobError(f"{job.path}: the log {job.log} already has records: pass --resume to "
                        f"continue it, or choose another log")
     log.parent.mkdir(parents=True, exist_ok=True)
+    models = [_prepare_model(job, spec) for spec in job.models]     # timed on a quiet machine
     runner = runner or make_runner(job, address)
+    try:
+        rows = _tune_task_specs(job, runner, log, resume, progress) if job.tasks else []
+        for spec, m in zip(job.models, models):
+            m["scheduler"] = sched = TaskScheduler(
+                m["tasks"], log, runner, tuner=spec.tuner, rest_s=m["summary"]["rest_s"],
+                round_trials=spec.round_trials, early_stopping=spec.early_stopping,
+                fixed_layout=spec.fixed_layout, progress=progress, seed=spec.seed)
+            sched.run(spec.trials)
+    finally:
+        runner.close()
+    return rows + [_finish_model(job, spec, m) for spec, m in zip(job.models, models)]
+
+
+def _prepare_model(job: Job, spec: ModelSpec) -> dict:
+    """Load the model, extract its tasks, time it as it builds now (shipped logs and the
+    log's records so far applied) and write its summary file."""
+    from tensorlang import graph as G
+    from tensorlang.dispatch import apply_history_best
+    from .extract import extract_tasks
+    from .model import (latency_s, load_model, read_summary, summary_path, untemplated_s,
+                        write_summary)
+    mod, inputs = load_model(spec.entry, spec.args)
+    tasks = extract_tasks(mod, opt_level=spec.opt_level)
+    ctx = apply_history_best(job.log) if Path(job.log).exists() else contextlib.nullcontext()
+    with ctx:
+        lib = G.build(mod, opt_level=spec.opt_level)
+    summary = {"model": spec.name, "entry": spec.entry, "args": spec.args, "log": job.log,
+               "target": tasks[0].target if tasks else None, "opt_level": spec.opt_level,
+               "tasks": [{"workload": t.workload, "weight": t.weight, "flop": t.flop} for t in tasks],
+               "rest_s": untemplated_s(lib, inputs), "before_s": latency_s(lib, inputs),
+               "before_dispatch": lib.dispatch_report()}
+    path = summary_path(job.log, spec.name)
+    if path.exists():            # resumed: "before" stays what it was before the first run
+        old = read_summary(path)
+        if old["tasks"] == summary["tasks"]:
+            summary.update({k: old[k] for k in ("rest_s", "before_s", "before_dispatch")})
+    write_summary(path, summary)
+    return {"mod": mod, "inputs": inputs, "tasks": tasks, "summary": summary}
+
+
+def _finish_model(job: Job, spec: ModelSpec, m: dict) -> dict:
+    """Build the model under the log, time it, and complete its summary file."""
+    from tensorlang import graph as G
+    from tensorlang.dispatch import apply_history_best
+    from .model import latency_s, summary_path, untemplated_s, write_summary
+    sched = m["scheduler"]
+    with apply_history_best(job.log):
+        lib = G.build(m["mod"], opt_level=spec.opt_level)
+    summary = m["summary"]
+    est = sched.estimate()
+    summary.update({"trials": sched.total_trials, "resumed": sched.resumed,
+                    "wall_s": sched.wall_s, "start_estimate_s": sched.start_estimate,
+                    "estimate_s": est, "after_s": latency_s(lib, m["inputs"]),
+                    "after_rest_s": untemplated_s(lib, m["inputs"]),
+                    "after_dispatch": lib.dispatch_report(), "tasks_tuned": sched.summary()})
+    write_summary(summary_path(job.log, spec.name), summary)
+    return {"model": spec.name, "tasks": len(m["tasks"]), "trials": sched.total_trials,
+            "wall_s": sched.wall_s, "before_ms": summary["before_s"] * 1e3,
+            "estimate_ms": est * 1e3 if est is not None else None,
+            "after_ms": summary["after_s"] * 1e3, "summary": str(summary_path(job.log, spec.name))}
+
+
+def _tune_task_specs(job: Job, runner, log: Path, resume: bool, progress: bool) -> list[dict]:
+    """The job's ``[[task]]`` tables, each with its own budget, round-robin over the slots."""
     tuners = [_tuner(spec) for spec in job.tasks]
     if resume and log.exists():
         for t in tuners:
@@ -225,7 +346,6 @@ def run_job(job: Job | str, address: str | None = None, resume: bool = False,
     finally:
         if bars:
             bars.close()
-        runner.close()
     wall = time.perf_counter() - t0
     return [{"workload": t.task.workload, "trials": t.trials, "errors": dict(t.errors),
              "best_gflops": t.best_gflops, "best_config": t.best_config.to_json() if t.best_config else None,
@@ -255,7 +375,19 @@ class _Progress:
 
 
 def summary_table(rows) -> str:
-    lines = [f"{'workload':<48}{'trials':>7}{'errors':>7}{'best GFLOPS':>13}  best config"]
+    lines = []
+    models = [r for r in rows if "model" in r]
+    if models:
+        lines.append(f"{'model':<16}{'tasks':>6}{'trials':>8}{'wall s':>9}{'before ms':>11}"
+                     f"{'estimate ms':>13}{'after ms':>10}  summary")
+        for r in models:
+            est = f"{r['estimate_ms']:.2f}" if r["estimate_ms"] is not None else "-"
+            lines.append(f"{r['model']:<16}{r['tasks']:>6}{r['trials']:>8}{r['wall_s']:>9.0f}"
+                         f"{r['before_ms']:>11.2f}{est:>13}{r['after_ms']:>10.2f}  {r['summary']}")
+    rows = [r for r in rows if "model" not in r]
+    if not rows:
+        return "\n".join(lines)
+    lines.append(f"{'workload':<48}{'trials':>7}{'errors':>7}{'best GFLOPS':>13}  best config")
     for r in rows:
         lines.append(f"{json.dumps(r['workload']):<48}{r['trials']:>7}{sum(r['errors'].values()):>7}"
                      f"{r['best_gflops']:>13.1f}  {json.dumps(r['best_config'])}")

@@ -47,6 +47,7 @@ class BuildResult:
     error: ErrorClass = ErrorClass.NONE
     message: str = ""
     build_s: float = 0.0
+    knobs: dict | None = None          # the config built (its JSON form)
 
 
 @dataclass
@@ -123,14 +124,17 @@ def _inputs(meta, seed=0):
     return arrays
 
 
-def _reference(module, name, args, meta):
-    """The outputs of the template's compute under a default schedule, once per worker."""
+def _reference(module, name, args, meta, knobs):
+    """The outputs of the template's compute under a default schedule, once per worker and
+    signature of the parameters' shapes: the compute is instantiated with the candidate's
+    config, since some knobs choose data layouts (``conv2d_NCHWc``'s channel blocks), and a
+    candidate is checked against the reference of its own layout."""
     import tensorlang as tl
-    key = (module, name, repr(args))
+    key = (module, name, repr(args), repr([p["shape"] for p in meta["params"]]))
     if key not in _REFERENCE:
         tpl = _template(module, name)
         space = tpl.space(*args)
-        _, tensors = tpl.instantiate(space.get(0), *args)
+        _, tensors = tpl.instantiate(space.from_json(knobs), *args)
         outs = [t for t in tensors if t.op.name in meta["outputs"]]
         f = tl.build(tl.create_schedule([t.op for t in outs]), tensors, name="reference")
         arrays = _inputs(meta)
@@ -140,12 +144,13 @@ def _reference(module, name, args, meta):
     return _REFERENCE[key]
 
 
-def _prepare_job(module, name, args, path):
+def _prepare_job(module, name, args, path, knobs):
     import tensorlang as tl
-    _reference(module, name, args, tl.load_module(path).meta)
+    _reference(module, name, args, tl.load_module(path).meta, knobs)
 
 
-def _run_job(module, name, args, path, number, repeat, min_repeat_ms, rtol, atol, threads=None):
+def _run_job(module, name, args, path, knobs, number, repeat, min_repeat_ms, rtol, atol,
+             threads=None):
     """In a runner worker: check the candidate against the reference, then time it (with
     ``threads`` threads for parallel loops when given)."""
     import tensorlang as tl
@@ -153,7 +158,7 @@ def _run_job(module, name, args, path, number, repeat, min_repeat_ms, rtol, atol
         tl.runtime.set_num_threads(threads)
     f = tl.load_module(path)
     meta = f.meta
-    expect = _reference(module, name, args, meta)
+    expect = _reference(module, name, args, meta, knobs)
     arrays = _inputs(meta)
     t = time.perf_counter()
     try:
@@ -203,9 +208,10 @@ class LocalBuilder:
         jobs = [(_build_job, (tpl.fn.__module__, tpl.name, task.args, c.to_json(), self.dir.name,
                               task.target)) for c in configs]
         out = []
-        for oc in self.pool.run(jobs, self.timeout):
+        for c, oc in zip(configs, self.pool.run(jobs, self.timeout)):
             value, cls, msg = _classify(oc, ErrorClass.BUILD_TIMEOUT, ErrorClass.BUILD)
-            out.append(BuildResult(value[0], build_s=value[1]) if value else BuildResult(None, cls, msg))
+            out.append(BuildResult(value[0], build_s=value[1], knobs=c.to_json()) if value
+                       else BuildResult(None, cls, msg, knobs=c.to_json()))
         return out
 
     def close(self):
@@ -225,7 +231,6 @@ class LocalRunner:
         self.number, self.repeat, self.min_repeat_ms = number, repeat, min_repeat_ms
         self.timeout, self.rtol, self.atol, self.threads = timeout, rtol, atol, threads
         self.pool = WorkerPool(1)
-        self._prepared = set()
 
     def run(self, task, builds: list[BuildResult]) -> list[MeasureResult]:
         tpl = task.template
@@ -235,12 +240,12 @@ class LocalRunner:
             if b.error != ErrorClass.NONE:
                 out[i] = MeasureResult([], b.error, b.message, b.build_s, host=host_info())
             else:
-                jobs.append((_run_job, (tpl.fn.__module__, tpl.name, task.args, b.path, self.number,
+                jobs.append((_run_job, (tpl.fn.__module__, tpl.name, task.args, b.path, b.knobs, self.number,
                                         self.repeat, self.min_repeat_ms, self.rtol, self.atol,
                                         self.threads)))
                 where.append(i)
         for job, i in zip(jobs, where):
-            self._prepare(task, job[1][3])
+            self._prepare(task, job[1][3], job[1][4])
             (oc,) = self.pool.run([job], self.timeout)
             value, cls, msg = _classify(oc, ErrorClass.RUN_TIMEOUT, ErrorClass.RUNTIME)
             b = builds[i]
@@ -255,16 +260,12 @@ class LocalRunner:
                     pass
         return out
 
-    def _prepare(self, task, path):
-        """Build the untuned reference in the current worker (once per worker process and
-        workload), outside the candidates' timeout."""
-        pid = self.pool.workers[0].proc.pid if self.pool.workers else None
-        key = (pid, repr(task.workload))
-        if key not in self._prepared:
-            tpl = task.template
-            self.pool.run([(_prepare_job, (tpl.fn.__module__, tpl.name, task.args, path))],
-                          self.timeout + REFERENCE_TIMEOUT)
-            self._prepared.add((self.pool.workers[0].proc.pid, repr(task.workload)))
+    def _prepare(self, task, path, knobs):
+        """Build the untuned reference in the current worker (the worker keeps one per
+        workload and parameter shapes), outside the candidates' timeout."""
+        tpl = task.template
+        self.pool.run([(_prepare_job, (tpl.fn.__module__, tpl.name, task.args, path, knobs))],
+                      self.timeout + REFERENCE_TIMEOUT)
 
     def close(self):
         self.pool.close()

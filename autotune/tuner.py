@@ -53,10 +53,11 @@ class Tuner:
 
     # ------------------------------------------------------------------ the loop
     def propose(self, n: int) -> list:
-        """The next ``n`` configs to measure: the template's fallback (untuned) config first,
-        so a tuned record is never slower than the default, then ``next_batch``."""
+        """The next ``n`` configs to measure: the template's fallback (untuned) config first
+        (unless already measured, by a resumed log), so a tuned record is never slower than
+        the default, then ``next_batch``."""
         first = []
-        if not self.trials and not self._fallback_tried:
+        if not self._fallback_tried:
             self._fallback_tried = True
             fb = self.space.fallback()
             if fb.index not in self.visited:

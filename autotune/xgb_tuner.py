@@ -4,7 +4,8 @@ Every ``plan_size`` measurements the tuner
 
 1. fits an XGBoost model on the measured configs: features of each config's lowered loop
    IR (``feature_type="itervar"`` or ``"curve"``, see ``features.py``) or its knob values
-   (``"knob"``), labels its GFLOPS relative to the best so far (failures 0), with a ranking
+   (``"knob"``: log2 of each numeric value, so that configs of different workloads of a
+   template are comparable; a hundred times cheaper than lowering each config), labels its GFLOPS relative to the best so far (failures 0), with a ranking
    loss (``loss_type="rank"``: only the order of configs matters) or a regression loss
    (``"reg"``);
 2. runs simulated annealing over the space with the model's predictions as energy: a
@@ -16,7 +17,7 @@ Every ``plan_size`` measurements the tuner
 
 Until the first ``plan_size`` results exist (or when the model cannot be fitted) it
 proposes random configs. ``load_history(records)`` adds measurements of other workloads of
-the same template to the training data (transfer learning; IR features only).
+the same template to the training data (transfer learning).
 """
 
 from __future__ import annotations
@@ -34,6 +35,20 @@ from tensorlang.dispatch import record
 from .features import FEATURE_LEN, curve_features, itervar_features
 from tensorlang.dispatch import Task
 from .tuner import RandomTuner, result_of
+
+
+def knob_features(config) -> np.ndarray:
+    """A config as numbers: log2(1 + value) of every numeric knob value (split factors
+    one by one), a choice's index otherwise; the same length for every workload of a
+    template."""
+    out = []
+    for name, value in sorted(config.to_json().items()):
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                out.append(math.log2(1 + abs(v)))
+            else:
+                out.append(float(config.space.knobs[name].index_of(value)))
+    return np.array(out, np.float32)
 
 
 class XGBTuner(RandomTuner):
@@ -64,8 +79,7 @@ class XGBTuner(RandomTuner):
     def _features(self, task, index) -> np.ndarray:
         config = task.config_space.get(index)
         if self.feature_type == "knob":
-            genes = self.space.choices(index)
-            return np.array([g / max(1, r - 1) for g, r in zip(genes, self.radix)], np.float32)
+            return knob_features(config)
         try:
             s, tensors = task.instantiate(config)
             func = lower_schedule(s, list(tensors), "main")
@@ -167,8 +181,6 @@ class XGBTuner(RandomTuner):
     def load_history(self, records) -> int:
         """Add the error-free records of *other* workloads of this template to the model's
         training data (labels: GFLOPS relative to each workload's best). Returns how many."""
-        if self.feature_type == "knob":
-            return 0
         if isinstance(records, (str, bytes)) or hasattr(records, "__fspath__"):
             records = record.load_from_file(records)
         by_wl: dict = {}

@@ -9,7 +9,9 @@ float32, every system on the same number of threads (2 by default).
 Systems: PyTorch eager; ``torch.compile`` (Inductor, default mode); ONNX Runtime (CPU
 provider, ``intra_op_num_threads``) on a ``torch.onnx.export(..., dynamo=False)`` of the model;
 tensorlang through ``torch.compile(backend="tensorlang")``; tensorlang through
-``torch.export`` + ``frontend.from_exported_program`` + ``graph.build`` at opt level 3.
+``torch.export`` + ``frontend.from_exported_program`` + ``graph.build`` at opt level 3 (with
+the tuned records shipped for this CPU, as a user gets it; ``tl-untuned``: the same under
+``tl.dispatch.untuned()``, every template at its default config).
 
 Every system's output (``last_hidden_state``) is checked against eager first; one that
 differs by more than ``RTOL`` of the output's scale (max |diff| / max |eager|), or fails, is
@@ -46,9 +48,11 @@ RTOL = 1e-3                     # max |diff| / max |eager| allowed before timing
 NAMES = ("resnet50", "mobilenet_v2", "bert", "gpt2")
 EAGER, INDUCTOR, ORT = "torch eager", "torch.compile (Inductor)", "ONNX Runtime"
 TL_COMPILE, TL_EXPORT = "tensorlang torch.compile", "tensorlang export O3"
+TL_UNTUNED = "tensorlang export O3, untuned"
 SYSTEMS = (EAGER, INDUCTOR, ORT, TL_COMPILE, TL_EXPORT)
+ORDER = (EAGER, INDUCTOR, ORT, TL_COMPILE, TL_UNTUNED, TL_EXPORT)      # rows of the tables
 SHORT = {"eager": EAGER, "inductor": INDUCTOR, "ort": ORT, "tl-compile": TL_COMPILE,
-         "tl-export": TL_EXPORT}                 # --systems names
+         "tl-export": TL_EXPORT, "tl-untuned": TL_UNTUNED}                 # --systems names
 
 
 # --------------------------------------------------------------------------- models
@@ -113,6 +117,12 @@ def make(name: str, tiny: bool = False, seed: int = 0):
     return title, Wrapper()(model, key, extra).eval(), x
 
 
+def job_model(name: str, tiny: bool = False):
+    """``(model, (input,))``: the entry ``autotune tune`` jobs use (``[[model]]`` tables)."""
+    _, wrapper, x = make(name, tiny)
+    return wrapper, (x,)
+
+
 @functools.cache
 def Wrapper():
     """The wrapper module class (made on first use, so that importing needs no torch)."""
@@ -175,18 +185,9 @@ def setup_systems(wrapper, x, threads: int, systems=SYSTEMS) -> tuple[dict, dict
         return run
 
     def onnxruntime():
-        import onnxruntime as ort
         with tempfile.TemporaryDirectory() as d:
-            path = os.path.join(d, "model.onnx")
             t = time.perf_counter()
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(wrapper, (x,), path, dynamo=False, input_names=["x"],
-                                  output_names=["y"], opset_version=17)
-            so = ort.SessionOptions()
-            so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+            sess = ort_session(wrapper, x, threads, d)
             info[ORT] = {"compile_s": time.perf_counter() - t}
         feed = {"x": xn}
         return lambda: sess.run(None, feed)[0]
@@ -208,18 +209,22 @@ def setup_systems(wrapper, x, threads: int, systems=SYSTEMS) -> tuple[dict, dict
                 return c(x).numpy()
         return run
 
-    def tl_export():
+    def tl_export(system=TL_EXPORT):
+        import contextlib
+        from tensorlang.dispatch import untuned
         t = time.perf_counter()
         with torch.no_grad():
             ep = torch.export.export(wrapper, (x,))
         mod = from_exported_program(ep)
         front = time.perf_counter() - t
-        lib = G.build(mod, opt_level=3, name="model")
-        info[TL_EXPORT] = {"compile_s": lib.compile_seconds, "export_import_s": front,
-                           "lib": lib, "kernels": lib.kernel_count}
+        with untuned() if system == TL_UNTUNED else contextlib.nullcontext():
+            lib = G.build(mod, opt_level=3, name="model")
+        info[system] = {"compile_s": lib.compile_seconds, "export_import_s": front,
+                        "lib": lib, "kernels": lib.kernel_count}
         return lambda: lib(xn)
 
-    makers = {INDUCTOR: inductor, ORT: onnxruntime, TL_COMPILE: tl_compile, TL_EXPORT: tl_export}
+    makers = {INDUCTOR: inductor, ORT: onnxruntime, TL_COMPILE: tl_compile, TL_EXPORT: tl_export,
+              TL_UNTUNED: functools.partial(tl_export, TL_UNTUNED)}
     for name in systems:
         if name == EAGER:
             continue
@@ -271,10 +276,11 @@ def run_model(name: str, tiny: bool, rounds: int, threads: int, quick: bool = Fa
 
 def table(r: dict) -> str:
     ref = r["times"].get(EAGER, (None,))[0]
+    peer = r["times"].get(ORT, (None,))[0]
     lines = [f"### {r['title']}, batch 1", "",
-             "| system | latency ms, median (min–max) | speed-up vs eager | compile s | "
-             "error vs eager |", "|---|---|---|---|---|"]
-    for s in SYSTEMS:
+             "| system | latency ms, median (min–max) | speed-up vs eager | vs ONNX Runtime | "
+             "compile s | error vs eager |", "|---|---|---|---|---|---|"]
+    for s in ORDER:
         inf = r["info"].get(s, {})
         comp = "—"
         if "compile_s" in inf:
@@ -283,20 +289,21 @@ def table(r: dict) -> str:
                 comp += f" (+{inf['export_import_s']:.1f} export+import)"
             if s == ORT:
                 comp += " (export+session)"
-            elif s != TL_EXPORT:
+            elif s not in (TL_EXPORT, TL_UNTUNED):
                 comp += " (first call)"
         err = f"{r['rel_error'][s]:.1e}" if s in r["rel_error"] else ("ref" if s == EAGER else "—")
         if s in r["times"]:
             med, lo, hi = (1e3 * v for v in r["times"][s])
             lat = f"{med:.2f} ({lo:.2f}–{hi:.2f})"
             vs = f"{ref / r['times'][s][0]:.2f}x" if ref else "—"
+            vp = f"{peer / r['times'][s][0]:.2f}x" if peer else "—"
         elif s in r["errors"]:
-            lat, vs = f"not timed: {r['errors'][s]}", "—"
+            lat, vs, vp = f"not timed: {r['errors'][s]}", "—", "—"
         elif s in r["checked"]:
-            lat, vs = "checked, not timed", "—"
+            lat, vs, vp = "checked, not timed", "—", "—"
         else:
             continue
-        lines.append(f"| {s} | {lat} | {vs} | {comp} | {err} |")
+        lines.append(f"| {s} | {lat} | {vs} | {vp} | {comp} | {err} |")
     for w in r["info"].get(TL_COMPILE, {}).get("fallback", []):
         lines.append(f"\n{TL_COMPILE}: {w}")
     return "\n".join(lines)
@@ -319,6 +326,68 @@ def profile_top(lib, x: np.ndarray, k: int = 10, number: int = 5) -> str:
     for kernel, (calls, ms, ops, template) in rows:
         lines.append(f"| {kernel} | {calls} | {ms:.2f} | {100 * ms / total:.1f} | "
                      f"{'+'.join(ops)}{' [' + template + ']' if template else ''} |")
+    return "\n".join(lines)
+
+
+def profile_by_kind(lib, x: np.ndarray, number: int = 5) -> dict:
+    """``{kind: ms per run}`` of ``lib``'s kernels: a templated kernel's kind is its
+    template, another's its first op (``layout_transform``, ``pad``, ...)."""
+    prof = lib.profile(x, number=number)
+    out: dict = collections.Counter()
+    for kernel, ops, template, ms in prof.rows:
+        out[template or ops[0]] += ms
+    return dict(out)
+
+
+def ort_session(wrapper, x, threads: int, folder: str, profile: bool = False):
+    """An ONNX Runtime session (CPU provider, ``threads`` intra-op threads, every graph
+    optimisation) on a ``torch.onnx.export(..., dynamo=False)`` of ``wrapper`` written to
+    ``folder`` (with ``profile``, its profile file goes there too)."""
+    import onnxruntime as ort
+    import torch
+    path = os.path.join(folder, "model.onnx")
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(wrapper, (x,), path, dynamo=False, input_names=["x"],
+                          output_names=["y"], opset_version=17)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if profile:
+        so.enable_profiling, so.profile_file_prefix = True, os.path.join(folder, "ort")
+    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+
+def ort_profile(wrapper, x, threads: int, runs: int = 10) -> dict:
+    """``{ONNX op type: ms per run}`` from ONNX Runtime's own profiler (the same export and
+    session options as the timed system; the first, warm-up run is left out)."""
+    import json
+    with tempfile.TemporaryDirectory() as d:
+        sess = ort_session(wrapper, x, threads, d, profile=True)
+        feed = {"x": x.numpy()}
+        for _ in range(runs + 1):
+            sess.run(None, feed)
+        with open(sess.end_profiling()) as fh:
+            events = json.load(fh)
+    runs_seen = [e for e in events if e.get("name") == "model_run"]
+    first_end = runs_seen[0]["ts"] + runs_seen[0]["dur"] if runs_seen else 0
+    out: dict = collections.Counter()
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= first_end:
+            out[e["args"].get("op_name", "?")] += e["dur"] / 1e3 / runs
+    return dict(out)
+
+
+def kinds_table(ours: dict, peer: dict) -> str:
+    """The two profiles by kind, largest first (ms per run)."""
+    lines = ["| tensorlang kernel kind | ms | | ONNX Runtime op type | ms |", "|---|---|---|---|---|"]
+    a = sorted(ours.items(), key=lambda kv: -kv[1])
+    b = sorted(peer.items(), key=lambda kv: -kv[1])
+    for i in range(max(len(a), len(b))):
+        left = f"{a[i][0]} | {a[i][1]:.2f}" if i < len(a) else " | "
+        right = f"{b[i][0]} | {b[i][1]:.2f}" if i < len(b) else " | "
+        lines.append(f"| {left} | | {right} |")
+    lines.append(f"| **total** | **{sum(ours.values()):.2f}** | | **total** | **{sum(peer.values()):.2f}** |")
     return "\n".join(lines)
 
 
@@ -372,6 +441,13 @@ def main(argv=None) -> int:
         print(f"### Where the time goes: {slow['title']}, {TL_EXPORT} "
               f"({1e3 * slow['times'][TL_EXPORT][0]:.1f} ms end to end)\n")
         print(profile_top(lib, x.numpy()) + "\n", flush=True)
+    behind = [r for r in timed if ORT in r["times"] and r["times"][TL_EXPORT][0] > r["times"][ORT][0]]
+    for r in behind if not a.no_profile else []:
+        _, wrapper, x = make(r["name"], a.tiny)
+        print(f"### {r['title']}: behind ONNX Runtime; both profiles by kind (ms per run, "
+              f"summed over kernels timed one by one)\n")
+        print(kinds_table(profile_by_kind(r["info"][TL_EXPORT]["lib"], x.numpy()),
+                          ort_profile(wrapper, x, a.threads)) + "\n", flush=True)
     return 1 if failed else 0
 
 

@@ -51,3 +51,9 @@ def misbehaving(n):
     else:
         B = tl.compute((n,), lambda i: A[i] * (3.0 if mode == 4 else 2.0), name="B")
     return tl.create_schedule(B.op), [A, B]
+
+
+def tiny_resnet(image=32):
+    """A model entry for ``[[model]]`` job tests: a small ResNet as a graph module."""
+    from tensorlang.graph import models
+    return models.resnet50(layers=(1, 1, 1, 1), image=image, width=0.125)

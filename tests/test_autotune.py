@@ -252,11 +252,12 @@ def test_resume_skips_measured_configs(task, tmp_path):
     assert len(record.load_from_file(log)) == 50
 
 
-def test_xgb_transfer_learning_loads_other_workloads(task, tmp_path):
+@pytest.mark.parametrize("features", ["itervar", "knob"])
+def test_xgb_transfer_learning_loads_other_workloads(task, tmp_path, features):
     other = autotune.create_task("test/matmul", args=(32, 32, 48, "float32"))
     log = tmp_path / "other.jsonl"
     autotune.RandomTuner(other, seed=0).tune(20, _fake(), callbacks=[autotune.callback.log_to_file(log)])
-    tuner = autotune.XGBTuner(task, seed=0)
+    tuner = autotune.XGBTuner(task, seed=0, feature_type=features)
     assert tuner.load_history(log) == sum(1 for r in record.load_from_file(log) if not r["result"]["error"])
     assert len(tuner.base_x) == len(tuner.base_y) > 0
 
@@ -316,22 +317,60 @@ def test_end_to_end_real_measurement_and_deploy(tmp_path, capsys):
     assert "ok" in capsys.readouterr().out
 
 
+def test_best_merges_logs_and_keeps_only_what_a_base_lacks(tmp_path):
+    """``pick_best`` over several logs (the output may be one of them), and ``beyond``: the
+    records a log consulted before ``base`` should add (what ``<cpu>.models.jsonl`` is)."""
+    a = autotune.create_task("test/matmul", args=(16, 16, 16, "float32"))
+    b = autotune.create_task("test/matmul", args=(32, 32, 32, "float32"))
+    c = autotune.create_task("test/matmul", args=(48, 48, 48, "float32"))
+    base, new, out = tmp_path / "base.jsonl", tmp_path / "new.jsonl", tmp_path / "out.jsonl"
+
+    def rec(task, i, cost):
+        return record.make_record(task, task.config_space.get(i), autotune.MeasureResult([cost]))
+    for r in (rec(a, 0, 1.0), rec(b, 0, 1.0)):
+        record.append(base, r)
+    for r in (rec(a, 1, 2.0), rec(b, 1, 0.5), rec(b, 2, 0.7), rec(c, 0, 3.0)):
+        record.append(new, r)
+    assert record.pick_best([new], out, beyond=base) == 2       # b faster, c missing; a slower
+    got = {json.dumps(r["workload"]): r["result"]["costs"] for r in record.load_from_file(out)}
+    assert got == {json.dumps(b.workload): [0.5], json.dumps(c.workload): [3.0]}
+    assert record.pick_best([base, new], base) == 3              # a merge into one of them
+    assert sorted(record.cost(r) for r in record.load_from_file(base)) == [0.5, 1.0, 3.0]
+
+
 def test_cli_missing_file_is_a_clear_error(capsys, tmp_path):
     assert cli(["show", str(tmp_path / "nope.jsonl")]) == 2
     assert "No such file" in capsys.readouterr().err
 
 
-def test_xgb_with_history_guides_its_first_batch(task, tmp_path):
+@pytest.mark.parametrize("features", ["itervar", "knob"])
+def test_xgb_with_history_guides_its_first_batch(task, tmp_path, features):
     """After load_history the model exists before any own measurement, and its first batch
     differs from the random batch of a tuner without history."""
     other = autotune.create_task("test/matmul", args=(32, 32, 48, "float32"))
     log = tmp_path / "other.jsonl"
     autotune.RandomTuner(other, seed=0).tune(40, _fake(), callbacks=[autotune.callback.log_to_file(log)])
-    warm = autotune.XGBTuner(task, seed=0, epsilon=0.0)
+    warm = autotune.XGBTuner(task, seed=0, epsilon=0.0, feature_type=features)
     warm.load_history(log)
-    cold = autotune.XGBTuner(task, seed=0, epsilon=0.0)
+    cold = autotune.XGBTuner(task, seed=0, epsilon=0.0, feature_type=features)
     assert warm.model is not None and cold.model is None
     assert [c.index for c in warm.next_batch(8)] != [c.index for c in cold.next_batch(8)]
+
+
+def test_knob_features_compare_configs_across_workloads():
+    """The same knob values give the same features in two workloads' spaces (which is
+    what lets a model trained on one rank the other's configs), whatever their indices."""
+    from autotune.xgb_tuner import knob_features
+    a = autotune.create_task("test/matmul", args=(64, 64, 64, "float32")).config_space
+    b = autotune.create_task("test/matmul", args=(32, 64, 48, "float32")).config_space
+    knobs = {"tile_y": [-1, 4], "tile_x": [-1, 8], "vec": 1}
+    ca = a.from_json({**knobs, "tile_x": [-1, 16]})
+    cb = b.from_json(knobs)
+    fa, fb = knob_features(ca), knob_features(cb)
+    assert fa.shape == fb.shape == (5,)
+    np.testing.assert_allclose(fa, np.log2(1 + np.array([1, 16, 1, 4, 1])))   # sorted by knob name
+    np.testing.assert_allclose(fb[2:], fa[2:])
+    assert ca.index != cb.index
 
 
 def test_flop_ignores_index_arithmetic_and_copies():

@@ -251,3 +251,22 @@ def test_records_command_names_the_target_and_the_log(capsys):
     assert "no tuned record applies" in capsys.readouterr().out
     assert cli.main(["records", "--target", "llvm -mcpu=bogus"]) == 2
     assert "LLVM rejects it" in capsys.readouterr().err
+
+
+@pytest.mark.serial
+def test_model_job_on_the_embedded_cluster(tmp_path):
+    """A [[model]] job through the CLI, as a user runs it: tasks measured on the embedded
+    cluster, the summary written, every templated kernel of the model tuned by the log."""
+    from autotune.cli import main as cli
+    from autotune.model import read_summary, summary_path
+    log, path = tmp_path / "m.jsonl", tmp_path / "job.toml"
+    path.write_text(f'log = "{log}"\n[measure]\nnumber = 1\nrepeat = 1\n'
+                    f'[[model]]\nname = "tiny"\nentry = "tests.autotune_templates:tiny_resnet"\n'
+                    f'trials = 40\nround_trials = 2\nearly_stopping = 4\n')
+    assert cli(["tune", str(path), "--no-progress"]) == 0
+    s = read_summary(summary_path(log, "tiny"))
+    recs = record.load_from_file(log)
+    assert len(recs) == s["trials"] <= 40 and _unique_per_workload(recs)
+    assert {json.dumps(r["workload"]) for r in recs} == {json.dumps(t["workload"]) for t in s["tasks"]}
+    assert s["after_dispatch"].get("default", 0) == 0 and s["after_dispatch"]["log"] > 0
+    assert s["estimate_s"] > 0 and s["after_s"] > 0

@@ -360,3 +360,33 @@ def test_simplify_needs_a_module(what):
 def test_simplify_opt_level():
     assert G.transform.SimplifyExpr.opt_level == 2
     assert simplify.name == "SimplifyExpr"
+
+
+@pytest.mark.parametrize("groups", [1, 4])
+def test_a_symmetric_zero_pad_becomes_the_convs_padding(groups, rng):
+    x = G.var("x", (1, 4, 9, 9))
+    w = G.const(f32(rng, 8, 4 // groups, 3, 3), "w")
+    padded = G.op.pad(x, pad_width=((0, 0), (0, 0), (1, 1), (2, 2)))
+    mod = G.Module([x], G.op.conv2d(padded, w, padding=(1, 0), groups=groups))
+    out = simplify(mod)
+    want = G.Module([x], G.op.conv2d(x, w, padding=(2, 2), groups=groups))
+    assert G.structural_equal(out, want)
+    xs = f32(rng, 1, 4, 9, 9)
+    np.testing.assert_allclose(G.evaluate(out, xs)[0],
+                               reference.conv2d_nchw(xs, w.data, 1, 2, groups=groups),
+                               rtol=1e-4, atol=1e-4)
+    same_values(mod, out, xs)
+
+
+@pytest.mark.parametrize("pad_width,value", [
+    (((0, 0), (0, 0), (0, 1), (0, 1)), 0.0),     # one-sided ("same" padding at stride 2)
+    (((0, 0), (0, 0), (1, 1), (1, 1)), 1.0),     # not zeros
+    (((0, 0), (1, 1), (1, 1), (1, 1)), 0.0),     # pads channels
+])
+def test_other_pads_stay_before_the_conv(pad_width, value, rng):
+    x = G.var("x", (1, 4, 8, 8))
+    channels = 4 + 2 * pad_width[1][0]
+    w = G.const(f32(rng, channels, 1, 3, 3), "w")
+    padded = G.op.pad(x, pad_width=pad_width, value=value)
+    mod = G.Module([x], G.op.conv2d(padded, w, groups=channels))
+    assert ops(simplify(mod)) == ["pad", "conv2d"]

@@ -143,6 +143,23 @@ def test_layout_ops():
                lambda x: x.transpose(0, 1, 4, 2, 3).reshape(2, 32, 3, 5))
 
 
+@pytest.mark.parametrize("c", [8, 16])
+def test_layout_transforms_with_rows_of_whole_vectors_stay_vectorized(c):
+    """Rows a multiple of the vector width (W = 32): fusing every axis would put ``ch // c``
+    and ``ch % c`` of a flat index into the vector loop (the store becomes a scalar loop);
+    a layout_transform keeps its rows apart, so both directions stay one vector per step."""
+    lanes = tl.ops.common.vector_lanes("float32")
+    for op, shape, ref in [
+            ("nchwc_to_nchw", (1, 4, 3, 2 * lanes, c),
+             lambda x: x.transpose(0, 1, 4, 2, 3).reshape(1, 4 * c, 3, 2 * lanes)),
+            ("nchw_to_nchwc", (1, 4 * c, 3, 2 * lanes),
+             lambda x: x.reshape(1, 4, c, 3, 2 * lanes).transpose(0, 1, 3, 4, 2))]:
+        s, args = injective(op, shape, **({"block": c} if op == "nchw_to_nchwc" else {}))
+        text = str(tl.lower(s, args))
+        assert "not vectorized" not in text and "ramp(" in text, text
+        _check_inj(op, [shape], ref, **({"block": c} if op == "nchw_to_nchwc" else {}))
+
+
 def test_take():
     def ref_axis(x, idx):
         return np.take(x, np.clip(idx, 0, x.shape[1] - 1), axis=1)

@@ -215,15 +215,15 @@ def timed_rows(out, systems):
         assert "not timed" not in row, row
         ms = float(row.split("|")[2].split()[0])
         assert 0 < ms < 1000, row
-        err = row.split("|")[5].strip()
+        err = row.split("|")[6].strip()
         assert err == "ref" or float(err) <= 1e-3, row
 
 
 def test_models_benchmark_tiny_smoke():
     """Every system but Inductor (whose cold compile alone takes ~15 s here) builds, matches
     eager and is timed; the per-kernel profile is printed."""
-    out = run_benchmark("--systems", "eager,ort,tl-compile,tl-export")
-    timed_rows(out, [bm.EAGER, bm.ORT, bm.TL_COMPILE, bm.TL_EXPORT])
+    out = run_benchmark("--systems", "eager,ort,tl-compile,tl-untuned,tl-export")
+    timed_rows(out, [bm.EAGER, bm.ORT, bm.TL_COMPILE, bm.TL_UNTUNED, bm.TL_EXPORT])
     assert f"| {bm.INDUCTOR} |" not in out
     assert "per-kernel profile" in out and "| kernel | calls |" in out
 

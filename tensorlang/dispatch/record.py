@@ -172,15 +172,21 @@ def best_by_workload(records, target: str | None = None) -> dict:
     return best
 
 
-def pick_best(in_path, out_path) -> int:
-    """Keep the best record per (workload, target) of ``in_path`` in ``out_path``, written
-    through a temporary file and an atomic rename; returns the number kept."""
-    records = load_from_file(in_path)
+def pick_best(in_path, out_path, beyond=None) -> int:
+    """Keep the best record per (workload, target) of ``in_path`` (a log, or a list of
+    logs: ``out_path`` may be one of them) in ``out_path``, written through a temporary file
+    and an atomic rename; returns the number kept. With ``beyond`` (a log), only the records
+    that it lacks or has slower are kept (what a log consulted before it should add)."""
+    paths = [in_path] if isinstance(in_path, (str, os.PathLike)) else list(in_path)
+    records = [rec for p in paths for rec in load_from_file(p)]
     keep = {}
     for rec in records:
         k = (wkey(rec), rec["target"])
         if cost(rec) < math.inf and (k not in keep or cost(rec) < cost(keep[k])):
             keep[k] = rec
+    if beyond is not None:
+        base = {(wkey(r), r["target"]): cost(r) for r in load_from_file(beyond)}
+        keep = {k: r for k, r in keep.items() if cost(r) < base.get(k, math.inf)}
     out_path = Path(out_path)
     fd, tmp = tempfile.mkstemp(dir=out_path.parent or ".", prefix=out_path.name, suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:

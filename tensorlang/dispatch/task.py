@@ -143,8 +143,9 @@ def _current_target() -> str:
 class Template:
     """A registered template; calling it instantiates the schedule for the current context."""
 
-    def __init__(self, name, fn, warn_fallback=True):
+    def __init__(self, name, fn, warn_fallback=True, layout_knobs=()):
         self.name, self.fn, self.warn_fallback = name, fn, warn_fallback
+        self.layout_knobs = tuple(layout_knobs)
         self.__doc__, self.__wrapped__ = fn.__doc__, fn
 
     def instantiate(self, config, *args, **fused):
@@ -192,48 +193,54 @@ class Template:
         return space
 
 
-def template(name: str, warn_fallback: bool = True):
+def template(name: str, warn_fallback: bool = True, layout_knobs=()):
     """Register a template under ``name`` (the decorated function keeps working as one).
     ``warn_fallback=False`` for templates whose fallback config is a good schedule on its
-    own (the operator library's)."""
+    own (the operator library's). ``layout_knobs``: the knobs that choose the layout of the
+    kernel's inputs and outputs (a graph lays its tensors out by them: whole-model tuning
+    keeps them as the graph was planned, ``autotune.scheduler``)."""
     if not isinstance(name, str) or not name:
         raise SpaceError(f"a template's name must be a non-empty string, got {name!r}")
 
     def register(fn):
-        TEMPLATES[name] = Template(name, fn, warn_fallback)
+        TEMPLATES[name] = Template(name, fn, warn_fallback, layout_knobs)
         return TEMPLATES[name]
     return register
 
 
-# Logs consulted when no dispatch context has a record: the log shipped for the target's
-# CPU (package data, ``tensorlang/tuning_logs/<cpu>.jsonl``; records of another target never
-# apply), then any a user adds to EXTRA_LOGS.
+# Logs consulted when no dispatch context has a record: the logs shipped for the target's
+# CPU (package data; records of another target never apply): the benchmark models' records,
+# ``tensorlang/tuning_logs/<cpu>.models.jsonl``, then the operator library's,
+# ``<cpu>.jsonl``; then any a user adds to EXTRA_LOGS.
 EXTRA_LOGS: list = []
 _SHIPPED: dict = {}
 
 
-def shipped_log(cpu: str | None = None):
+def shipped_log(cpu: str | None = None, models: bool = False):
     """The log of tuned records shipped for ``cpu`` as LLVM names it (default: the current
-    target's), ``tensorlang/tuning_logs/<cpu>.jsonl``, found through ``importlib.resources`` so
-    that a non-editable install finds it too; the path need not exist."""
-    return _shipped_log(cpu or tl_target.Target.current().cpu)
+    target's), ``tensorlang/tuning_logs/<cpu>.jsonl`` (the operator library's jobs), or with
+    ``models=True`` ``<cpu>.models.jsonl`` (the benchmark models' jobs: the workloads of their
+    tasks that the operator log lacks or has slower). Found through ``importlib.resources``
+    so that a non-editable install finds it too; the path need not exist."""
+    return _shipped_log(cpu or tl_target.Target.current().cpu, models)
 
 
 @functools.lru_cache(maxsize=None)
-def _shipped_log(cpu: str):
+def _shipped_log(cpu: str, models: bool):
     from importlib.resources import files            # looked up once per CPU: every
-    return files("tensorlang") / "tuning_logs" / f"{cpu}.jsonl"   # template call consults it
+    name = f"{cpu}.models.jsonl" if models else f"{cpu}.jsonl"   # template call consults it
+    return files("tensorlang") / "tuning_logs" / name
 
 
 def _log_paths(cpu: str | None = None) -> list:
-    """The log shipped for ``cpu`` (default: the current target's), when it exists, then
-    EXTRA_LOGS: the logs consulted below every dispatch context, in that order."""
-    shipped = str(shipped_log(cpu))
-    return ([shipped] if _is_file(shipped) else []) + [str(p) for p in EXTRA_LOGS]
+    """The logs shipped for ``cpu`` (default: the current target's) that exist, models'
+    first, then EXTRA_LOGS: the logs consulted below every dispatch context, in that order."""
+    shipped = [str(shipped_log(cpu, models)) for models in (True, False)]
+    return [p for p in shipped if _is_file(p)] + [str(p) for p in EXTRA_LOGS]
 
 
 def shipped_contexts() -> list:
-    """The dispatch contexts of the shipped log (when it exists) and of EXTRA_LOGS."""
+    """The dispatch contexts of the shipped logs (those that exist) and of EXTRA_LOGS."""
     out = []
     for path in _log_paths():
         if path not in _SHIPPED:

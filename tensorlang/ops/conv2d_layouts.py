@@ -262,7 +262,7 @@ def conv2d_NCHWc_layout(N, CI, H, W, CO, KH, KW, stride=1, padding=0, dtype="flo
                            layout_only=True)
 
 
-@template("ops/conv2d_NCHWc", warn_fallback=False)
+@template("ops/conv2d_NCHWc", warn_fallback=False, layout_knobs=("ic_bn", "oc_bn"))
 def _nchwc_template(N, CI, H, W, CO, KH, KW, stride, padding, dtype, *, ic_block=None,
                     oc_block=None, epilogue=None, weights="inline", layout_only=False):
     """compute (``compute.kernel_to_oihw_ic_oc`` + ``compute.conv2d_NCHWc``) +

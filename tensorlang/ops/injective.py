@@ -7,9 +7,11 @@ operators of :mod:`tensorlang.ops.compute` over placeholders and schedules it wi
   inputs directly (one pass over memory);
 * the output's axes are fused into one loop, split into vectors (one 512-bit register, 16
   float32) with ``vec`` vectors unrolled per iteration; when the innermost dimension is not
-  a multiple of the vector width, only the leading axes are fused and the innermost axis is
-  vectorized on its own (a broadcast operand's index then stays affine in the vector loop,
-  and tails are guarded per row instead of gathering across rows);
+  a multiple of the vector width, or the nest moves channels between NCHW and NCHW{c}c (a
+  ``layout_transform`` stage, whose ``ch // c``, ``ch % c`` indices are affine in a row but
+  not across rows), only the leading axes are fused and the innermost axis is vectorized on
+  its own (a broadcast operand's index then stays affine in the vector loop, and tails are
+  guarded per row instead of gathering across rows);
 * the outer loop runs in parallel once the output has ``PARALLEL_MIN`` (32K) elements: a
   fork/join costs 1-2 µs, about what one core needs to stream 32K float32 in and out of
   L2 at these sizes, so below that the second core would not pay for waking it;
@@ -67,6 +69,8 @@ def schedule_injective(s, out, vec: int = 1, parallel: bool | None = None):
     the outer loop in parallel (``parallel=None``: when it has PARALLEL_MIN elements or
     more). Returns ``s``."""
     stage = s[out]
+    relayout = any(st.op.tag == "layout_transform" for st in s.stages
+                   if isinstance(st.op, te.ComputeOp))
     for st in s.stages:
         op = st.op
         if st is not stage and isinstance(op, te.ComputeOp) and not op.reduce_axis:
@@ -79,7 +83,7 @@ def schedule_injective(s, out, vec: int = 1, parallel: bool | None = None):
     if parallel is None:
         parallel = size >= PARALLEL_MIN
     axes = list(out.op.axis)
-    if shape[-1] % lanes == 0 or len(axes) == 1:
+    if (shape[-1] % lanes == 0 and not relayout) or len(axes) == 1:
         outer, inner = None, stage.fuse(*axes) if len(axes) > 1 else axes[0]
     else:                                  # keep rows apart: the vector loop stays affine
         outer = stage.fuse(*axes[:-1]) if len(axes) > 2 else axes[0]

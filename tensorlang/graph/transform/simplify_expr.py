@@ -23,6 +23,11 @@ Rules (``x`` any node, ``c`` a Constant):
   or calls on constants) and ``x`` not, when the inner add is read only by the outer one and
   ``c1 + c2`` is no larger than the larger of them (a folded batch norm's shift and a bias
   become one per-channel add);
+* ``conv2d(pad(x, ((0, 0), (0, 0), (p, p), (q, q)), 0), W, padding=(a, b))`` ->
+  ``conv2d(x, W, padding=(a + p, b + q))``: a zero pad that is symmetric on each spatial
+  axis is the convolution's own padding (TensorFlow-style "same" padding, as Hugging Face's
+  MobileNet-v2 writes it, pads stride-1 convolutions this way; its stride-2 pads are
+  one-sided and stay);
 * batch norm folding, with ``scale = gamma * rsqrt(var + epsilon)`` and
   ``shift = beta - mean * scale``:
 
@@ -174,6 +179,18 @@ def merge_constant_adds(call, uses):
     return make_call("add", x, c) if c.type.size <= max(c1.type.size, c2.type.size) else None
 
 
+def fold_pad_into_conv(call, uses):
+    pad = call.args[0]
+    if not is_call(pad, "pad") or pad.attrs["value"] != 0.0:
+        return None
+    (n, c, h, w) = pad.attrs["pad_width"]
+    if n != (0, 0) or c != (0, 0) or h[0] != h[1] or w[0] != w[1]:
+        return None
+    a, b = call.attrs["padding"]
+    return make_call("conv2d", pad.args[0], *call.args[1:],
+                     **{**call.attrs, "padding": (a + h[0], b + w[0])})
+
+
 # batch_norm after these ops folds into their weights: op -> the batch norm axis that is
 # its output channel, given the output's rank
 FOLDABLE = {"conv2d": lambda ndim: 1, "dense": lambda ndim: ndim - 1}
@@ -215,6 +232,7 @@ RULES = {
     "broadcast_to": [same_type],
     "strided_slice": [full_slice],
     "batch_norm": [fold_batch_norm, decompose_batch_norm],
+    "conv2d": [fold_pad_into_conv],
 }
 
 

@@ -492,7 +492,8 @@ def nchw_to_nchwc(X, c):
     if C % c:
         raise TensorlangValueError(f"{op}: X's {C} channels are not divisible by c={c}")
     return te.compute((N, C // c, H, W, c),
-                      lambda n, co, h, w, ci: X[n, co * c + ci, h, w], name="nchwc")
+                      lambda n, co, h, w, ci: X[n, co * c + ci, h, w], name="nchwc",
+                      tag="layout_transform")
 
 
 def nchwc_to_nchw(X):
@@ -500,7 +501,8 @@ def nchwc_to_nchw(X):
     op = "nchwc_to_nchw"
     N, CO, H, W, c = _tensor(op, "X", X, 5, "(N, C // c, H, W, c)")
     return te.compute((N, CO * c, H, W),
-                      lambda n, ch, h, w: X[n, ch // c, h, w, ch % c], name="nchw")
+                      lambda n, ch, h, w: X[n, ch // c, h, w, ch % c], name="nchw",
+                      tag="layout_transform")
 
 
 def bias_add_nchwc(X, b):
