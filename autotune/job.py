@@ -13,7 +13,7 @@
     template = "demo/matmul"
     args = [256, 256, 256]
     trials = 64
-    tuner = "xgb"             # xgb | ga | random | grid (default xgb)
+    tuner = "xgb"             # xgb | ga | random | grid | auto (default xgb)
     early_stopping = 32       # optional; seed = 0 by default
 
     [[model]]                 # one table per model: all its tasks share one budget
@@ -53,9 +53,7 @@ from tensorlang.errors import TensorlangError
 
 from tensorlang.dispatch import TEMPLATES, Task, record
 
-from .scheduler import TUNERS as MODEL_TUNERS, TaskScheduler
-
-TUNERS = ("xgb", "ga", "random", "grid")
+from .scheduler import TUNERS, TaskScheduler, make_tuner
 _TOP = {"modules", "log", "measure", "ray", "task", "model"}
 _MEASURE = {"number": int, "repeat": int, "min_repeat_ms": (int, float), "timeout": (int, float),
             "build_timeout": (int, float)}
@@ -182,8 +180,8 @@ def _model_spec(path, n, m) -> ModelSpec:
     for key in ("name", "entry", "trials"):
         if key not in m:
             raise JobError(f"{path}: {where}.{key} is required")
-    if m.get("tuner", "auto") not in MODEL_TUNERS:
-        raise JobError(f"{path}: {where}.tuner must be one of {list(MODEL_TUNERS)}, got {m['tuner']!r}")
+    if m.get("tuner", "auto") not in TUNERS:
+        raise JobError(f"{path}: {where}.tuner must be one of {list(TUNERS)}, got {m['tuner']!r}")
     for key in ("trials", "round_trials"):
         if m.get(key, 1) < 1:
             raise JobError(f"{path}: {where}.{key} must be at least 1")
@@ -195,12 +193,8 @@ def _model_spec(path, n, m) -> ModelSpec:
 
 
 def _tuner(spec: TaskSpec):
-    from . import tuner as tuners
-    if spec.tuner == "xgb":
-        from .xgb_tuner import XGBTuner
-        return XGBTuner(spec.task, seed=spec.seed)
-    return {"ga": tuners.GATuner, "random": tuners.RandomTuner,
-            "grid": tuners.GridSearchTuner}[spec.tuner](spec.task, seed=spec.seed)
+    """A [[task]]'s tuner: one task gets the time to lower configs for IR features."""
+    return make_tuner(spec.task, spec.tuner, spec.seed, features="itervar")
 
 
 def make_runner(job: Job, address: str | None = None):

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
@@ -66,16 +64,12 @@ def untemplated_s(lib, inputs, number: int = 10) -> float:
     return sum(row[3] for st, row in zip(lib.steps, prof.rows) if st.dispatch is None) / 1e3
 
 
-def latency_s(lib, inputs, number: int = 20, warmup: int = 3) -> float:
-    """Median seconds of one call of ``lib`` (after ``warmup`` calls)."""
-    for _ in range(warmup):
-        lib(*inputs)
-    times = []
-    for _ in range(number):
-        t0 = time.perf_counter()
-        lib(*inputs)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def latency_s(lib, inputs, rounds: int = 20) -> float:
+    """Median seconds of one call of ``lib`` (``runtime.interleaved``: per round one
+    untimed call, then one timed)."""
+    from tensorlang.runtime import interleaved
+    return interleaved({"model": lambda: lib(*inputs)}, rounds=rounds, number=1,
+                       settle=0.0)["model"][0]
 
 
 def summary_path(log, name: str) -> Path:

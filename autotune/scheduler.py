@@ -61,16 +61,16 @@ TUNERS = ("auto", "xgb", "ga", "random", "grid")
 GRID_UP_TO = 64          # "auto" measures spaces this small exhaustively
 
 
-def make_tuner(task, kind: str = "auto", seed: int = 0):
+def make_tuner(task, kind: str = "auto", seed: int = 0, features: str = "knob"):
     """A tuner of the kind named (``auto | xgb | ga | random | grid``; ``auto``: grid for
-    spaces of at most ``GRID_UP_TO`` configs, else xgb). The XGBoost model reads knob
-    features: lowering every config the annealing visits (IR features) cost about 10 ms
-    each, more than measuring, on a model's many small kernels."""
+    spaces of at most ``GRID_UP_TO`` configs, else xgb). The scheduler's XGBoost reads knob
+    ``features``: lowering every config the annealing visits (``"itervar"``) cost about
+    10 ms each, more than measuring, on a model's many small kernels."""
     if kind == "auto":
         kind = "grid" if len(task.config_space) <= GRID_UP_TO else "xgb"
     if kind == "xgb":
         from .xgb_tuner import XGBTuner
-        return XGBTuner(task, feature_type="knob", seed=seed)
+        return XGBTuner(task, feature_type=features, seed=seed)
     if kind not in TUNERS:
         raise ValueError(f"tuner must be one of {list(TUNERS)}, got {kind!r}")
     return {"ga": GATuner, "random": RandomTuner, "grid": GridSearchTuner}[kind](task, seed=seed)
@@ -82,15 +82,21 @@ def fixed_knobs(task) -> dict:
     return {k: v for k, v in task.config_space.fallback().to_json().items() if k in knobs}
 
 
-def shipped_configs(task) -> list:
-    """The config of the record shipped for ``task``'s workload on its target, if any."""
-    for rec in applicable_records(task.target):
-        if rec["workload"] == task.workload:
-            try:
-                return [task.config_space.from_json(rec["config"])]
-            except SpaceError:
-                return []
-    return []
+def shipped_configs(tasks) -> list[list]:
+    """Per task, the config of the record shipped for its workload on its target ([] if
+    none); each target's shipped logs are read once."""
+    shipped: dict = {}
+    out = []
+    for task in tasks:
+        if task.target not in shipped:
+            shipped[task.target] = {json.dumps(r["workload"]): r["config"]
+                                    for r in applicable_records(task.target)}
+        knobs = shipped[task.target].get(json.dumps(task.workload))
+        try:
+            out.append([task.config_space.from_json(knobs)] if knobs is not None else [])
+        except SpaceError:
+            out.append([])
+    return out
 
 
 class BatchStream:
@@ -153,7 +159,7 @@ class TaskScheduler:
         self.rng = np.random.default_rng(seed)
         self.tuners = [make_tuner(t, tuner, seed) for t in self.tasks]
         self.fixed = [fixed_knobs(t) if fixed_layout else {} for t in self.tasks]
-        self.seeds = [shipped_configs(t) for t in self.tasks]
+        self.seeds = shipped_configs(self.tasks)
         self.best_hist: list[list[float]] = [[] for _ in self.tasks]   # best cost after each trial
         self.inflight = [0] * len(self.tasks)
         self.dead = [False] * len(self.tasks)

@@ -115,8 +115,13 @@ def test_golden_ir(case, update_golden):
     # target's default schedule on whichever CPU the tests run
     with tl.target.Target("llvm -mcpu=skylake-avx512"), tl.dispatch.untuned():
         s, args, name = case()
-    text = str(tl.lower(s, args, name=name)) + "\n"
-    path = os.path.join(GOLDEN, f"{case.__name__}.txt")
+    check_golden(case.__name__, str(tl.lower(s, args, name=name)) + "\n", update_golden, "IR")
+
+
+def check_golden(name: str, text: str, update_golden: bool, what: str) -> None:
+    """``text`` must equal the golden file ``name``.txt (written, and the test failed, when
+    it is missing; rewritten under ``make golden``)."""
+    path = os.path.join(GOLDEN, f"{name}.txt")
     if update_golden or not os.path.exists(path):
         os.makedirs(GOLDEN, exist_ok=True)
         with open(path, "w") as f:
@@ -124,7 +129,7 @@ def test_golden_ir(case, update_golden):
         if not update_golden:
             pytest.fail(f"golden file {path} was missing and has been written; review and commit it")
     with open(path) as f:
-        assert text == f.read(), f"IR of {case.__name__} changed; run `make golden` if intended"
+        assert text == f.read(), f"{what} of {name} changed; run `make golden` if intended"
 
 
 # --------------------------------------------------------------------------- graph IR
@@ -162,11 +167,4 @@ def test_golden_graph_ir(case, update_golden):
     with tl.target.Target("llvm -mcpu=haswell"), tl.dispatch.untuned():
         text = "\n".join(line for line in str(case()).splitlines()
                          if not line.startswith("# memory_plan")) + "\n"
-    path = os.path.join(GOLDEN, f"{case.__name__}.txt")
-    if update_golden or not os.path.exists(path):
-        with open(path, "w") as f:
-            f.write(text)
-        if not update_golden:
-            pytest.fail(f"golden file {path} was missing and has been written; review and commit it")
-    with open(path) as f:
-        assert text == f.read(), f"graph IR of {case.__name__} changed; run `make golden` if intended"
+    check_golden(case.__name__, text, update_golden, "graph IR")
